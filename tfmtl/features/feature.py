@@ -1,0 +1,200 @@
+"""The kinds of raw input feature a FeatureSpec describes.
+
+Each feature knows its raw dtype (what a saved or served model takes as input) and
+how to turn a pandas column into that raw form with a clear error for bad values.
+The statistics that preprocessing needs (vocabularies, means and variances) are
+computed from the training data once, by `FeatureSpec.infer`, and stored here so
+that the model graph holds all preprocessing and is saved with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tfmtl.errors import InputError
+
+# Raw dtypes a model input can have.
+STRING = "string"
+INT64 = "int64"
+FLOAT32 = "float32"
+
+
+def _missing_to_empty(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "")
+
+
+def categorical_values(series: pd.Series, dtype: str) -> np.ndarray:
+    """Returns a column as the raw categorical input: int64 codes or strings.
+
+    Missing values of a string column become the empty string, which is a category
+    of its own when the training data had it and the out-of-vocabulary bucket when not.
+    """
+    if dtype == INT64:
+        if series.isna().any():
+            raise InputError(
+                f"column {series.name!r}: integer categorical feature has missing values; "
+                "declare it a string categorical or fill them"
+            )
+        try:
+            return series.to_numpy().astype(np.int64, casting="safe")
+        except TypeError:
+            values = pd.to_numeric(series, errors="coerce")
+            if values.isna().any() or (values != np.floor(values)).any():
+                bad = series[values.isna() | (values != np.floor(values))].iloc[0]
+                raise InputError(
+                    f"column {series.name!r}: expected integer category codes, found {bad!r}"
+                ) from None
+            return values.to_numpy().astype(np.int64)
+    return _missing_to_empty(series).astype(str).to_numpy(dtype=object)
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalFeature:
+    """A single-valued categorical feature looked up in a fixed vocabulary.
+
+    Values outside the vocabulary share one out-of-vocabulary embedding row of
+    this feature.
+
+    Example:
+
+    ```python
+    CategoricalFeature("sex", vocabulary=("Female", "Male"), embedding_dim=8)
+    ```
+    """
+
+    name: str
+    vocabulary: tuple[str, ...]
+    embedding_dim: int = 8
+    dtype: str = STRING
+    kind: ClassVar[str] = "categorical"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", tuple(str(v) for v in self.vocabulary))
+        if self.dtype not in (STRING, INT64):
+            raise InputError(f"feature {self.name!r}: dtype must be 'string' or 'int64', got {self.dtype!r}")
+        if self.embedding_dim < 1:
+            raise InputError(f"feature {self.name!r}: embedding_dim must be >= 1, got {self.embedding_dim}")
+
+    def column_values(self, series: pd.Series) -> np.ndarray:
+        return categorical_values(series, self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class HashedFeature:
+    """A high-cardinality categorical feature hashed into a fixed number of bins.
+
+    Example:
+
+    ```python
+    HashedFeature("user_id", num_bins=100_000, embedding_dim=16, dtype="int64")
+    ```
+    """
+
+    name: str
+    num_bins: int
+    embedding_dim: int = 8
+    dtype: str = STRING
+    kind: ClassVar[str] = "hashed"
+
+    def __post_init__(self) -> None:
+        if self.num_bins < 1:
+            raise InputError(f"feature {self.name!r}: num_bins must be >= 1, got {self.num_bins}")
+        if self.dtype not in (STRING, INT64):
+            raise InputError(f"feature {self.name!r}: dtype must be 'string' or 'int64', got {self.dtype!r}")
+
+    def column_values(self, series: pd.Series) -> np.ndarray:
+        return categorical_values(series, self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListFeature:
+    """A multi-valued categorical feature whose embeddings are mean-pooled.
+
+    The raw input is one string per example with values joined by the spec's
+    separator (`"Action|Comedy"`); a pandas column of Python lists is joined for you.
+    An empty string is an empty list and pools to a zero vector.
+
+    Example:
+
+    ```python
+    ListFeature("genres", vocabulary=("Action", "Comedy", "Drama"), embedding_dim=8)
+    ```
+    """
+
+    name: str
+    vocabulary: tuple[str, ...]
+    embedding_dim: int = 8
+    separator: str = "|"
+    kind: ClassVar[str] = "list"
+    dtype: ClassVar[str] = STRING
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", tuple(str(v) for v in self.vocabulary))
+
+    def column_values(self, series: pd.Series) -> np.ndarray:
+        def join(value: Any) -> str:
+            if isinstance(value, (list, tuple, np.ndarray)):
+                return self.separator.join(str(v) for v in value)
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                return ""
+            return str(value)
+
+        return np.array([join(v) for v in series.to_list()], dtype=object)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericFeature:
+    """A numeric feature standardised with its training mean and variance.
+
+    A missing value (NaN) is imputed with the training mean, i.e. 0 after
+    standardisation; when the training data had missing values, the model also
+    gets a 0/1 "was missing" indicator for this feature.
+
+    Example:
+
+    ```python
+    NumericFeature("age", mean=34.5, variance=498.0)
+    ```
+    """
+
+    name: str
+    mean: float = 0.0
+    variance: float = 1.0
+    missing_indicator: bool = False
+    kind: ClassVar[str] = "numeric"
+    dtype: ClassVar[str] = FLOAT32
+
+    def column_values(self, series: pd.Series) -> np.ndarray:
+        if pd.api.types.is_bool_dtype(series):
+            return series.to_numpy().astype(np.float32)
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            raise InputError(f"column {series.name!r}: expected numbers, found {series[bad].iloc[0]!r}")
+        return values.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+Feature = CategoricalFeature | HashedFeature | ListFeature | NumericFeature
+
+FEATURE_TYPES: dict[str, type] = {
+    cls.kind: cls for cls in (CategoricalFeature, HashedFeature, ListFeature, NumericFeature)
+}
+
+
+def feature_to_config(feature: Feature) -> dict[str, Any]:
+    config = dataclasses.asdict(feature)
+    if "vocabulary" in config:
+        config["vocabulary"] = list(config["vocabulary"])
+    return {"kind": feature.kind, **config}
+
+
+def feature_from_config(config: dict[str, Any]) -> Feature:
+    config = dict(config)
+    kind = config.pop("kind")
+    if kind not in FEATURE_TYPES:
+        raise InputError(f"feature {config.get('name')!r}: unknown kind {kind!r}, expected one of {sorted(FEATURE_TYPES)}")
+    return FEATURE_TYPES[kind](**config)

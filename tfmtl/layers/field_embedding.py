@@ -1,0 +1,181 @@
+"""FieldEmbedding: raw categorical values of many features to vectors with one fused table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tfmtl.features.feature import (
+    INT64,
+    CategoricalFeature,
+    Feature,
+    HashedFeature,
+    ListFeature,
+    feature_from_config,
+    feature_to_config,
+)
+
+# A key is "<field position><_FIELD_MARK><value>", so equal values of different
+# features are different rows; "<field position><_OOV_MARK>" is that field's OOV row.
+_FIELD_MARK = "\x1f"
+_OOV_MARK = "\x1e"
+
+
+@keras.saving.register_keras_serializable(package="tfmtl")
+class FieldEmbedding(keras.layers.Layer):
+    """Embeds the raw values of several categorical, hashed and list features at once.
+
+    All features share one embedding table with per-feature row ranges: a single
+    `StringLookup` maps prefixed keys to rows (each feature with its own
+    out-of-vocabulary row), one `Hashing` layer serves all hashed features, and one
+    gather reads the table. List features are mean-pooled over their values.
+
+    Args:
+        features: the categorical, hashed and list features; they must share
+            `embedding_dim`.
+        embeddings_initializer: initializer of the table.
+        embeddings_regularizer: optional regularizer of the table.
+
+    Call arguments:
+        inputs: dict from feature name to a batch of raw values, shape `(batch,)`.
+
+    Returns:
+        Field embeddings of shape `(batch, num_features, embedding_dim)`, fields in
+        the order categorical and hashed features, then list features.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from tfmtl.features import CategoricalFeature
+    layer = FieldEmbedding([CategoricalFeature("city", ("Oslo", "Rome"), 4)])
+    layer({"city": np.array(["Rome", "Paris"])}).shape   # (2, 1, 4)
+    ```
+    """
+
+    def __init__(
+        self,
+        features: Sequence[Feature | Mapping[str, Any]],
+        embeddings_initializer: str | keras.initializers.Initializer = "uniform",
+        embeddings_regularizer: str | keras.regularizers.Regularizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        features = [f if not isinstance(f, Mapping) else feature_from_config(f) for f in features]
+        dims = {f.embedding_dim for f in features}
+        if len(dims) != 1:
+            raise ValueError(f"features: a FieldEmbedding needs one embedding_dim, got {sorted(dims)}")
+        self.features = features
+        self.embedding_dim = dims.pop()
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+
+        # Vocabulary features first (string ones, then integer ones, so each dtype
+        # is converted once), then hashed features, then list features.
+        vocab = [f for f in features if isinstance(f, CategoricalFeature)]
+        vocab.sort(key=lambda f: f.dtype == INT64)
+        self._vocab_features = vocab
+        self._hashed_features = [f for f in features if isinstance(f, HashedFeature)]
+        self._list_features = [f for f in features if isinstance(f, ListFeature)]
+        self._separator = self._list_features[0].separator if self._list_features else "|"
+
+        looked_up = self._vocab_features + self._list_features
+        tokens: list[str] = []
+        for position, feature in enumerate(looked_up):
+            tokens.append(f"{position}{_OOV_MARK}")
+            tokens.extend(f"{position}{_FIELD_MARK}{value}" for value in feature.vocabulary)
+        self._lookup_prefixes = [f"{position}{_FIELD_MARK}" for position in range(len(looked_up))]
+        # StringLookup reserves index 0 for keys it does not know; the OOV token of
+        # field p sits at index 1 + its position in `tokens`.
+        oov_rows, row = [], 1
+        for feature in looked_up:
+            oov_rows.append(row)
+            row += 1 + len(feature.vocabulary)
+        self._oov_rows = oov_rows
+        self.lookup = keras.layers.StringLookup(
+            vocabulary=tokens or ["\x00"], num_oov_indices=1, mask_token=None, name="lookup"
+        )
+        lookup_rows = 1 + max(len(tokens), 1)
+
+        self._hash_prefixes = [f"{i}{_FIELD_MARK}" for i in range(len(self._hashed_features))]
+        hash_bins = sum(f.num_bins for f in self._hashed_features)
+        # Hashed features share one hashed row range of the summed size: keys are
+        # prefixed, so each feature spreads over all of it (feature hashing).
+        self.hashing = keras.layers.Hashing(num_bins=max(hash_bins, 1), name="hashing") if hash_bins else None
+        self._hash_offset = lookup_rows
+        self.num_rows = lookup_rows + hash_bins
+        self.embedding = keras.layers.Embedding(
+            self.num_rows,
+            self.embedding_dim,
+            embeddings_initializer=self.embeddings_initializer,
+            embeddings_regularizer=self.embeddings_regularizer,
+            name="table",
+        )
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self._vocab_features + self._hashed_features + self._list_features]
+
+    def build(self, input_shape: Any = None) -> None:
+        self.embedding.build((None,))
+        super().build(input_shape)
+
+    def _stacked_keys(self, inputs: Mapping[str, tf.Tensor], features: list[Feature], prefixes: list[str]) -> tf.Tensor:
+        columns = []
+        strings = [tf.reshape(inputs[f.name], [-1]) for f in features if f.dtype != INT64]
+        if strings:
+            columns.append(tf.stack(strings, axis=1))
+        integers = [tf.reshape(tf.cast(inputs[f.name], tf.int64), [-1]) for f in features if f.dtype == INT64]
+        if integers:
+            columns.append(tf.strings.as_string(tf.stack(integers, axis=1)))
+        values = columns[0] if len(columns) == 1 else tf.concat(columns, axis=1)
+        return tf.add(tf.constant(prefixes), values)
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        rows = []
+        if self._vocab_features:
+            keys = self._stacked_keys(inputs, self._vocab_features, self._lookup_prefixes[: len(self._vocab_features)])
+            ids = tf.cast(self.lookup(keys), tf.int32)
+            oov = tf.constant(self._oov_rows[: len(self._vocab_features)], tf.int32)
+            rows.append(tf.where(ids == 0, oov, ids))
+        if self._hashed_features:
+            keys = self._stacked_keys(inputs, self._hashed_features, self._hash_prefixes)
+            rows.append(tf.cast(self.hashing(keys), tf.int32) + self._hash_offset)
+        fields = []
+        if rows:
+            fields.append(self.embedding(tf.concat(rows, axis=1) if len(rows) > 1 else rows[0]))
+        if self._list_features:
+            fields.append(self._pooled_lists(inputs))
+        return fields[0] if len(fields) == 1 else tf.concat(fields, axis=1)
+
+    def _pooled_lists(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        num_lists = len(self._list_features)
+        joined = tf.stack([tf.reshape(inputs[f.name], [-1]) for f in self._list_features], axis=1)
+        batch_size = tf.shape(joined)[0]
+        values = tf.strings.split(joined, sep=self._separator)  # (batch, lists, None)
+        cell = values.values.value_rowids()  # which (example, list) cell each value is in
+        tokens = values.flat_values
+        present = tokens != ""
+        tokens, cell = tf.boolean_mask(tokens, present), tf.boolean_mask(cell, present)
+        field = tf.cast(cell % num_lists, tf.int32)
+        first = len(self._vocab_features)
+        prefixes = tf.constant(self._lookup_prefixes[first:])
+        ids = tf.cast(self.lookup(tf.gather(prefixes, field) + tokens), tf.int32)
+        ids = tf.where(ids == 0, tf.gather(tf.constant(self._oov_rows[first:], tf.int32), field), ids)
+        pooled = tf.math.unsorted_segment_mean(self.embedding(ids), cell, batch_size * num_lists)
+        return tf.reshape(pooled, [batch_size, num_lists, self.embedding_dim])
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return (None, len(self.features), self.embedding_dim)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            features=[feature_to_config(f) for f in self.features],
+            embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+            embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
+        )
+        return config

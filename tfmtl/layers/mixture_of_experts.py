@@ -1,0 +1,97 @@
+"""MixtureOfExperts: experts shared by all tasks, mixed by one gate per task (MMoE)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from tfmtl.layers.parallel_mlp import ParallelMLP
+from tfmtl.layers.softmax_gate import SoftmaxGate
+
+
+@keras.saving.register_keras_serializable(package="tfmtl")
+class MixtureOfExperts(keras.layers.Layer):
+    """Mixes a bank of shared experts with one softmax gate per task (Ma et al., KDD 2018).
+
+    Task `t` gets `sum_e gate_t(x)[e] * expert_e(x)`. With `num_gates=1` every task
+    reads the same mixture (OMoE).
+
+    Args:
+        num_tasks: how many task outputs.
+        num_experts: how many shared experts.
+        expert_units: hidden sizes of each expert.
+        num_gates: gates to compute; 1 or `num_tasks` (default).
+        activation: expert activation.
+        dropout: dropout after each expert layer.
+
+    Call arguments:
+        inputs: `(batch, input_dim)`.
+        return_gate_weights: also return the gate weights.
+
+    Returns:
+        `(batch, num_tasks, expert_units[-1])`, and with `return_gate_weights` the
+        gate weights `(batch, num_tasks, num_experts)` as well.
+
+    Example:
+
+    ```python
+    import numpy as np
+    moe = MixtureOfExperts(num_tasks=2, num_experts=8, expert_units=[64])
+    moe(np.ones((32, 100))).shape   # (32, 2, 64)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        num_experts: int,
+        expert_units: Sequence[int],
+        num_gates: int | None = None,
+        activation: str | None = "relu",
+        dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        num_gates = num_tasks if num_gates is None else num_gates
+        if num_gates not in (1, num_tasks):
+            raise ValueError(f"num_gates: expected 1 or num_tasks={num_tasks}, got {num_gates}")
+        self.num_tasks = num_tasks
+        self.num_experts = num_experts
+        self.expert_units = [int(u) for u in expert_units]
+        self.num_gates = num_gates
+        self.activation = activation
+        self.dropout = dropout
+        self.experts = ParallelMLP(num_experts, self.expert_units, activation, dropout, name="experts")
+        self.gate = SoftmaxGate(num_gates, num_experts, name="gate")
+
+    def build(self, input_shape: tuple) -> None:
+        self.experts.build(input_shape)
+        self.gate.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
+        experts = self.experts(inputs, training=training)  # (batch, experts, units)
+        weights = self.gate(inputs)  # (batch, gates, experts)
+        mixed = ops.einsum("bge,beu->bgu", weights, experts)
+        if self.num_gates != self.num_tasks:
+            mixed = ops.repeat(mixed, self.num_tasks, axis=1)
+            weights = ops.repeat(weights, self.num_tasks, axis=1)
+        return (mixed, weights) if return_gate_weights else mixed
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.num_tasks, self.expert_units[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_tasks=self.num_tasks,
+            num_experts=self.num_experts,
+            expert_units=self.expert_units,
+            num_gates=self.num_gates,
+            activation=self.activation,
+            dropout=self.dropout,
+        )
+        return config

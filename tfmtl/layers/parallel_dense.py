@@ -1,0 +1,112 @@
+"""ParallelDense: many independent dense layers computed as one batched matmul."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfmtl")
+class ParallelDense(keras.layers.Layer):
+    """Applies `num_units` independent dense layers side by side in one einsum.
+
+    Experts of a mixture and per-task towers are banks of small dense layers; as
+    one stacked kernel of shape `(parallel, input_dim, units)` they cost one
+    batched matmul instead of a Python loop over layers.
+
+    Args:
+        parallel: how many independent dense layers.
+        units: output size of each.
+        activation: activation of each.
+        use_bias: whether each has a bias.
+        kernel_initializer, bias_initializer, kernel_regularizer: as in
+            `keras.layers.Dense`, applied to every member.
+
+    Call arguments:
+        inputs: `(batch, input_dim)`, shared by all members, or
+            `(batch, parallel, input_dim)`, one input per member.
+
+    Returns:
+        `(batch, parallel, units)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    experts = ParallelDense(parallel=8, units=64, activation="relu")
+    experts(np.ones((32, 100))).shape      # (32, 8, 64)
+    ```
+    """
+
+    def __init__(
+        self,
+        parallel: int,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str | keras.initializers.Initializer = "glorot_uniform",
+        bias_initializer: str | keras.initializers.Initializer = "zeros",
+        kernel_regularizer: str | keras.regularizers.Regularizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if parallel < 1 or units < 1:
+            raise ValueError(f"parallel and units must be >= 1, got parallel={parallel}, units={units}")
+        self.parallel = parallel
+        self.units = units
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def build(self, input_shape: tuple) -> None:
+        input_dim = input_shape[-1]
+        # Glorot fan-in/fan-out of one member, not of the stacked tensor.
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.parallel, input_dim, self.units),
+            initializer=_per_member(self.kernel_initializer, input_dim, self.units),
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.parallel, self.units), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+        super().build(input_shape)
+
+    def call(self, inputs: Any) -> Any:
+        equation = "bi,piu->bpu" if len(inputs.shape) == 2 else "bpi,piu->bpu"
+        outputs = ops.einsum(equation, inputs, self.kernel)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.parallel, self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            parallel=self.parallel,
+            units=self.units,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config
+
+
+def _per_member(initializer: keras.initializers.Initializer, fan_in: int, fan_out: int):
+    """Wraps an initializer so each member is initialised as a `(fan_in, fan_out)` kernel."""
+
+    def initialize(shape: tuple, dtype: Any = None) -> Any:
+        members = [initializer((fan_in, fan_out), dtype=dtype) for _ in range(shape[0])]
+        return ops.stack(members, axis=0)
+
+    return initialize

@@ -1,0 +1,83 @@
+"""TaskTowers: one small network per task, all computed together, ending in logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from tfmtl.layers.parallel_dense import ParallelDense
+from tfmtl.layers.parallel_mlp import ParallelMLP
+
+
+@keras.saving.register_keras_serializable(package="tfmtl")
+class TaskTowers(keras.layers.Layer):
+    """Per-task towers `Dense -> ... -> Dense(output_units)` as batched matmuls.
+
+    Args:
+        num_tasks: how many towers.
+        units: hidden sizes of each tower (may be empty: a linear head only).
+        output_units: logits per task; tasks that need fewer read a prefix of them.
+        activation: hidden activation.
+        dropout: dropout after each hidden layer.
+
+    Call arguments:
+        inputs: `(batch, input_dim)` shared by all towers, or
+            `(batch, num_tasks, input_dim)`, one representation per task.
+
+    Returns:
+        Logits of shape `(batch, num_tasks, output_units)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    towers = TaskTowers(num_tasks=2, units=[32])
+    towers(np.ones((16, 2, 64))).shape   # (16, 2, 1)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        units: Sequence[int] = (),
+        output_units: int = 1,
+        activation: str | None = "relu",
+        dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_tasks = num_tasks
+        self.units = [int(u) for u in units]
+        self.output_units = output_units
+        self.activation = activation
+        self.dropout = dropout
+        self.hidden = ParallelMLP(num_tasks, self.units, activation, dropout, name="hidden") if self.units else None
+        self.output_layer = ParallelDense(num_tasks, output_units, name="logits")
+
+    def build(self, input_shape: tuple) -> None:
+        shape = tuple(input_shape)
+        if self.hidden is not None:
+            self.hidden.build(shape)
+            shape = self.hidden.compute_output_shape(shape)
+        self.output_layer.build(shape)
+        super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        x = inputs if self.hidden is None else self.hidden(inputs, training=training)
+        return self.output_layer(x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.num_tasks, self.output_units)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_tasks=self.num_tasks,
+            units=self.units,
+            output_units=self.output_units,
+            activation=self.activation,
+            dropout=self.dropout,
+        )
+        return config

@@ -1,0 +1,5 @@
+"""Tasks: what each output predicts, with its label, loss and metrics."""
+
+from tfmtl.tasks.task import BINARY, KINDS, MULTICLASS, REGRESSION, Task, check_tasks
+
+__all__ = ["BINARY", "KINDS", "MULTICLASS", "REGRESSION", "Task", "check_tasks"]

@@ -1,0 +1,284 @@
+"""MultiTaskModel: the Keras model every tfmtl architecture is built on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+import tfmtl.weighting as weighting_lib
+from tfmtl.errors import InputError
+from tfmtl.features.spec import FeatureSpec
+from tfmtl.layers.feature_encoder import FeatureEncoder
+from tfmtl.layers.task_towers import TaskTowers
+from tfmtl.tasks.task import Task, check_tasks
+from tfmtl.weighting.base import TaskWeighting
+
+
+@keras.saving.register_keras_serializable(package="tfmtl")
+class MultiTaskModel(keras.Model):
+    """Raw features -> shared encoder -> body -> one tower per task -> named outputs.
+
+    Subclasses define the body (`SharedBottom`, `MMoE`, ...) in `__init__` and
+    return its output from `body()`: one shared representation `(batch, units)` or
+    one per task `(batch, num_tasks, units)`. Everything else is common: the
+    `FeatureEncoder` holds all preprocessing, so the model takes raw values; each
+    task gets a tower and a named output (probability, value or class
+    probabilities); losses and metrics come from the tasks, with missing labels
+    (NaN) masked per task; and `compile(weighting=...)` takes any task-weighting
+    strategy, independent of the architecture.
+
+    Training data is `(features, labels)` or `(features, labels, sample_weights)`
+    with dicts keyed by feature name and task name; `tfmtl.data.dataset` makes them.
+
+    Args:
+        features: the `FeatureSpec` (or its config).
+        tasks: the `Task`s (or their configs), in output order.
+        tower_units: hidden sizes of each task tower.
+        tower_activation: tower activation.
+        dropout: dropout rate in the body and towers.
+        fused_embeddings: one embedding table per embedding size (default) or one
+            table per feature.
+    """
+
+    def __init__(
+        self,
+        features: FeatureSpec | Mapping[str, Any],
+        tasks: Sequence[Task | Mapping[str, Any]],
+        tower_units: Sequence[int] = (32,),
+        tower_activation: str = "relu",
+        dropout: float = 0.0,
+        fused_embeddings: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(features, Mapping):
+            features = FeatureSpec.from_config(features)
+        if not isinstance(features, FeatureSpec):
+            raise InputError(f"features: expected a tfmtl.FeatureSpec, got {type(features).__name__}")
+        self.feature_spec = features
+        self.tasks = check_tasks([Task.from_config(t) if isinstance(t, Mapping) else t for t in tasks])
+        for task in self.tasks:
+            if task.label in features.names or task.sample_weight in features.names:
+                column = task.label if task.label in features.names else task.sample_weight
+                raise InputError(
+                    f"task {task.name!r}: column {column!r} is also a feature; exclude it from the FeatureSpec"
+                )
+        self.tower_units = [int(u) for u in tower_units]
+        self.tower_activation = tower_activation
+        self.dropout = dropout
+        self.fused_embeddings = fused_embeddings
+        self.encoder = FeatureEncoder(features, fused=fused_embeddings, name="encoder")
+        self.towers = TaskTowers(
+            len(self.tasks),
+            self.tower_units,
+            output_units=max(t.output_units for t in self.tasks),
+            activation=tower_activation,
+            dropout=dropout,
+            name="towers",
+        )
+        self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
+        per_task = [t.metrics() for t in self.tasks]
+        self.task_metrics = [m for metrics in per_task for m in metrics]
+        self._metric_counts = [len(metrics) for metrics in per_task]
+        self.weighting: TaskWeighting | None = None
+
+    # ----- architecture -------------------------------------------------------------
+    def body(self, encoded: Any, training: bool | None = None) -> Any:
+        """Maps the encoded features `(batch, dim)` to the towers' input."""
+        raise NotImplementedError(f"{type(self).__name__} must implement body()")
+
+    def build_body(self, input_shape: tuple) -> tuple:
+        """Builds the body's layers for `input_shape` and returns its output shape."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_body()")
+
+    def build(self, input_shape: Any = None) -> None:
+        # Every shape follows from the FeatureSpec, so the model builds without data.
+        self.encoder.build()
+        body_shape = self.build_body((None, self.encoder.output_dim))
+        self.towers.build(body_shape)
+        self.built = True
+
+    def get_build_config(self) -> dict[str, Any]:
+        return {}
+
+    def build_from_config(self, config: Mapping[str, Any]) -> None:
+        self.build()
+
+    def task_logits(self, inputs: Mapping[str, Any], training: bool | None = None) -> list:
+        """Returns each task's logits: `(batch,)`, or `(batch, classes)` for multiclass."""
+        missing = [name for name in self.feature_spec.names if name not in inputs]
+        if missing:
+            raise InputError(f"model input is missing feature(s) {missing}")
+        encoded = self.encoder(inputs)
+        logits = self.towers(self.body(encoded, training=training), training=training)
+        return [
+            logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
+            for i, task in enumerate(self.tasks)
+        ]
+
+    def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> dict[str, Any]:
+        logits = self.task_logits(inputs, training=training)
+        return {task.name: task.predictions(z) for task, z in zip(self.tasks, logits)}
+
+    # ----- training -----------------------------------------------------------------
+    def compile(
+        self,
+        optimizer: str | keras.optimizers.Optimizer = "adam",
+        weighting: str | TaskWeighting | None = None,
+        *,
+        steps_per_execution: int = 1,
+        jit_compile: bool = False,
+        run_eagerly: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Configures training: the optimizer and how task losses are weighted.
+
+        Losses and metrics come from the tasks, so `loss`, `metrics` and
+        `loss_weights` are not accepted; set `Task(loss_weight=...)` or pass a
+        `weighting` strategy (`"static"` by default, `"uncertainty"`, or an object
+        from `tfmtl.weighting`). XLA is off by default: the preprocessing in the
+        graph uses string ops that XLA cannot compile.
+        """
+        for name in ("loss", "metrics", "loss_weights", "weighted_metrics"):
+            if kwargs.get(name) is not None:
+                raise InputError(
+                    f"compile: {name}= is not used; losses and metrics come from the tasks "
+                    "(Task kind and loss_weight) and weighting comes from weighting="
+                )
+            kwargs.pop(name, None)
+        if kwargs:
+            raise InputError(f"compile: unexpected argument(s) {sorted(kwargs)}")
+        super().compile(
+            optimizer=optimizer,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            run_eagerly=run_eagerly,
+        )
+        self.weighting = weighting_lib.get(weighting)
+        self.weighting.build(self.tasks)
+        if self.weighting.trainable_variables:
+            # Keras would build the optimizer for the model's variables alone.
+            self.optimizer.build(self.trained_variables)
+        self._tfmtl_compile_config = {
+            "optimizer": self.optimizer,
+            "weighting": self.weighting,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": jit_compile,
+        }
+
+    def get_compile_config(self) -> dict[str, Any]:
+        if not self.compiled or not hasattr(self, "_tfmtl_compile_config"):
+            return {}
+        return {k: keras.saving.serialize_keras_object(v) for k, v in self._tfmtl_compile_config.items()}
+
+    def compile_from_config(self, config: Mapping[str, Any]) -> None:
+        config = {k: keras.saving.deserialize_keras_object(v) for k, v in config.items()}
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trained_variables)
+
+    @property
+    def trained_variables(self) -> list:
+        """The variables the optimizer updates: the model's and the weighting strategy's."""
+        extra = self.weighting.trainable_variables if self.weighting is not None else []
+        return list(self.trainable_variables) + list(extra)
+
+    def _labelled(self, y: Mapping[str, Any], sample_weight: Mapping[str, Any] | None) -> list:
+        """Per task: labels with NaN replaced, the example weights (0 where missing), the count."""
+        if not isinstance(y, Mapping):
+            raise InputError("labels: expected a dict from task name to labels (see tfmtl.data.dataset)")
+        out = []
+        for task in self.tasks:
+            if task.name not in y:
+                raise InputError(f"labels: no labels for task {task.name!r}")
+            label = ops.reshape(ops.cast(y[task.name], "float32"), (-1,))
+            present = ops.logical_not(ops.isnan(label))
+            weight = ops.cast(present, "float32")
+            if sample_weight is not None and task.name in sample_weight:
+                weight = weight * ops.reshape(ops.cast(sample_weight[task.name], "float32"), (-1,))
+            out.append((ops.where(present, label, 0.0), weight, ops.sum(ops.cast(present, "float32"))))
+        return out
+
+    def _task_losses(self, labelled: list, logits: list) -> Any:
+        losses = []
+        for task, (label, weight, count), z in zip(self.tasks, labelled, logits):
+            per_example = task.example_losses(label, z)
+            losses.append(ops.sum(weight * per_example) / ops.maximum(count, 1.0))
+        return ops.stack(losses)
+
+    def _update_metrics(self, labelled: list, logits: list, loss: Any, task_losses: Any, batch_size: Any) -> dict:
+        self._loss_tracker.update_state(loss, sample_weight=batch_size)
+        start = 0
+        for i, (task, (label, weight, count), z) in enumerate(zip(self.tasks, labelled, logits)):
+            self.task_loss_trackers[i].update_state(task_losses[i], sample_weight=count)
+            prediction = task.predictions(z)
+            if task.output_units == 1:
+                # Keras metrics reduce the last axis: give them one column per example.
+                label, prediction = label[:, None], prediction[:, None]
+            for metric in self.task_metrics[start : start + self._metric_counts[i]]:
+                metric.update_state(label, prediction, sample_weight=weight)
+            start += self._metric_counts[i]
+        return self.get_metrics_result()
+
+    def train_step(self, data: Any) -> dict:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.trained_variables
+        with tf.GradientTape() as tape:
+            logits = self.task_logits(x, training=True)
+            labelled = self._labelled(y, sample_weight)
+            task_losses = self._task_losses(labelled, logits)
+            loss = self.weighting.combine(task_losses)
+            if self.losses:
+                loss = loss + ops.sum(self.losses)
+            # Gradients are summed over replicas, so each replica contributes its share.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        gradients = self.weighting.gradients(tape, scaled, task_losses, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
+
+    def test_step(self, data: Any) -> dict:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        logits = self.task_logits(x, training=False)
+        labelled = self._labelled(y, sample_weight)
+        task_losses = self._task_losses(labelled, logits)
+        loss = self.weighting.combine(task_losses) if self.weighting else ops.sum(task_losses)
+        return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
+
+    # ----- saving -------------------------------------------------------------------
+    def save_own_variables(self, store: Any) -> None:
+        super().save_own_variables(store)
+        offset = len(self._trainable_variables + self._non_trainable_variables)
+        variables = self.weighting.variables if self.weighting is not None else []
+        for i, variable in enumerate(variables):
+            store[f"{offset + i}"] = variable
+
+    def load_own_variables(self, store: Any) -> None:
+        own = self._trainable_variables + self._non_trainable_variables
+        for i, variable in enumerate(own):
+            variable.assign(store[f"{i}"])
+        variables = self.weighting.variables if self.weighting is not None else []
+        for i, variable in enumerate(variables):
+            key = f"{len(own) + i}"
+            if key in store:
+                variable.assign(store[key])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            features=self.feature_spec.get_config(),
+            tasks=[t.get_config() for t in self.tasks],
+            tower_units=self.tower_units,
+            tower_activation=self.tower_activation,
+            dropout=self.dropout,
+            fused_embeddings=self.fused_embeddings,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "MultiTaskModel":
+        return cls(**config)
