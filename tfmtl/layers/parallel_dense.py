@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import keras
@@ -103,10 +104,21 @@ class ParallelDense(keras.layers.Layer):
 
 
 def _per_member(initializer: keras.initializers.Initializer, fan_in: int, fan_out: int):
-    """Wraps an initializer so each member is initialised as a `(fan_in, fan_out)` kernel."""
+    """Wraps an initializer so each member is initialised as its own `(fan_in, fan_out)` kernel.
+
+    Keras initializers return the same values on every call, so each member gets a
+    fresh copy (with `seed + member` when a seed was set): members must start different.
+    """
+    config = keras.initializers.serialize(initializer)
+
+    def member(index: int) -> keras.initializers.Initializer:
+        member_config = copy.deepcopy(config)
+        inner = member_config.get("config", {}) if isinstance(member_config, dict) else {}
+        if inner.get("seed") is not None:
+            inner["seed"] = inner["seed"] + index
+        return keras.initializers.deserialize(member_config)
 
     def initialize(shape: tuple, dtype: Any = None) -> Any:
-        members = [initializer((fan_in, fan_out), dtype=dtype) for _ in range(shape[0])]
-        return ops.stack(members, axis=0)
+        return ops.stack([member(i)((fan_in, fan_out), dtype=dtype) for i in range(shape[0])], axis=0)
 
     return initialize

@@ -224,6 +224,12 @@ class MultiTaskModel(keras.Model):
             start += self._metric_counts[i]
         return self.get_metrics_result()
 
+    def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> keras.callbacks.History:
+        if isinstance(x, tf.data.Dataset):
+            # A dataset is shuffled by its pipeline; Keras' default shuffle=True only warns.
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, **kwargs)
+
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trained_variables

@@ -1,0 +1,162 @@
+"""Unit tests of each layer: shapes, masks and missing values, gradients, config round trip."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmtl import layers
+from tfmtl.features import CategoricalFeature, HashedFeature, ListFeature, NumericFeature
+
+
+def round_trip(layer, inputs):
+    """Rebuilds `layer` from its config and checks the clone computes the same."""
+    clone = layer.__class__.from_config(layer.get_config())
+    outputs = layer(inputs)
+    clone(inputs)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(inputs)), keras.ops.convert_to_numpy(outputs))
+    # And through Keras' own serialisation, which needs the registration.
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(again) is type(layer)
+    return outputs
+
+
+CITY = CategoricalFeature("city", ("Oslo", "Rome"), 4)
+CODE = CategoricalFeature("code", ("1", "2", "3"), 4, dtype="int64")
+USER = HashedFeature("user", num_bins=50, embedding_dim=4)
+GENRES = ListFeature("genres", ("a", "b", "c"), 4)
+
+
+def field_inputs():
+    return {
+        "city": tf.constant(["Rome", "Paris", "Oslo"]),
+        "code": tf.constant([3, 9, 1], tf.int64),
+        "user": tf.constant(["u1", "u2", "u1"]),
+        "genres": tf.constant(["a|b", "", "zz|c"]),
+    }
+
+
+def test_field_embedding_rows_and_oov():
+    layer = layers.FieldEmbedding([CITY, CODE, USER, GENRES])
+    out = keras.ops.convert_to_numpy(round_trip(layer, field_inputs()))
+    assert out.shape == (3, 4, 4)
+    table = keras.ops.convert_to_numpy(layer.embedding.embeddings)
+    assert table.shape[0] == layer.num_rows
+    # Unseen values use their feature's own OOV row: "Paris" and code 9 differ.
+    assert not np.allclose(out[1, 0], out[1, 1])
+    # Equal hashed values get equal rows.
+    np.testing.assert_allclose(out[0, 2], out[2, 2])
+    # An empty list pools to zeros; a list with an unknown value still pools the known ones.
+    np.testing.assert_allclose(out[1, 3], 0.0)
+    assert np.abs(out[2, 3]).sum() > 0
+
+
+def test_field_embedding_one_table_for_all_features():
+    layer = layers.FieldEmbedding([CITY, CODE, USER, GENRES])
+    layer(field_inputs())
+    assert len(layer.trainable_weights) == 1
+
+
+def test_field_embedding_same_value_in_two_features_gets_two_rows():
+    a = CategoricalFeature("a", ("x",), 4)
+    b = CategoricalFeature("b", ("x",), 4)
+    layer = layers.FieldEmbedding([a, b])
+    out = keras.ops.convert_to_numpy(layer({"a": tf.constant(["x"]), "b": tf.constant(["x"])}))
+    assert not np.allclose(out[0, 0], out[0, 1])
+
+
+def test_field_embedding_rejects_mixed_dims():
+    with pytest.raises(ValueError, match="one embedding_dim"):
+        layers.FieldEmbedding([CITY, CategoricalFeature("x", ("a",), 8)])
+
+
+def test_numeric_encoder_standardises_and_imputes():
+    features = [NumericFeature("age", 40.0, 100.0, missing_indicator=True), NumericFeature("n", 0.0, 4.0)]
+    layer = layers.NumericEncoder(features)
+    out = round_trip(layer, {"age": tf.constant([30.0, np.nan]), "n": tf.constant([2.0, np.nan])})
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), [[-1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], atol=1e-5)
+
+
+def test_feature_encoder_fuses_tables_per_embedding_size():
+    from tfmtl import FeatureSpec
+
+    spec = FeatureSpec([CITY, CODE, CategoricalFeature("big", ("q",), 8), NumericFeature("age", 0.0, 1.0)])
+    encoder = layers.FeatureEncoder(spec)
+    inputs = {**field_inputs(), "big": tf.constant(["q", "q", "r"]), "age": tf.constant([1.0, 2.0, 3.0])}
+    out = round_trip(encoder, inputs)
+    assert out.shape == (3, 2 * 4 + 8 + 1) == (3, encoder.output_dim)
+    assert len(encoder.field_embeddings) == 2
+    separate = layers.FeatureEncoder(spec, fused=False)
+    assert separate(inputs).shape == out.shape and len(separate.field_embeddings) == 3
+
+
+def test_parallel_dense_equals_independent_dense_layers():
+    layer = layers.ParallelDense(parallel=3, units=5, activation="relu")
+    x = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(round_trip(layer, x))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+    for p in range(3):
+        np.testing.assert_allclose(out[:, p], np.maximum(x @ kernel[p] + bias[p], 0), rtol=1e-5, atol=1e-5)
+    per_member = np.random.default_rng(1).normal(size=(7, 3, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(per_member))
+    np.testing.assert_allclose(out[:, 1], np.maximum(per_member[:, 1] @ kernel[1] + bias[1], 0), rtol=1e-5, atol=1e-5)
+
+
+def test_parallel_dense_members_start_different():
+    layer = layers.ParallelDense(parallel=4, units=8)
+    layer.build((None, 6))
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    assert not np.allclose(kernel[0], kernel[1])
+
+
+def test_mlp_and_parallel_mlp_shapes():
+    x = np.ones((5, 6), "float32")
+    assert round_trip(layers.MLP([8, 3], dropout=0.1), x).shape == (5, 3)
+    assert round_trip(layers.ParallelMLP(4, [8, 3]), x).shape == (5, 4, 3)
+
+
+def test_softmax_gate_is_a_distribution():
+    gate = layers.SoftmaxGate(num_gates=2, num_experts=5)
+    weights = keras.ops.convert_to_numpy(round_trip(gate, np.random.default_rng(0).normal(size=(9, 6))))
+    assert weights.shape == (9, 2, 5)
+    assert (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_mixture_of_experts_mixes_with_gate_weights():
+    moe = layers.MixtureOfExperts(num_tasks=3, num_experts=4, expert_units=[6])
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
+    mixed = round_trip(moe, x)
+    assert mixed.shape == (5, 3, 6)
+    mixed, weights = moe(x, return_gate_weights=True)
+    experts = moe.experts(x)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(mixed),
+        np.einsum("bte,beu->btu", keras.ops.convert_to_numpy(weights), keras.ops.convert_to_numpy(experts)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    one_gate = layers.MixtureOfExperts(num_tasks=3, num_experts=4, expert_units=[6], num_gates=1)
+    mixed = keras.ops.convert_to_numpy(one_gate(x))
+    np.testing.assert_allclose(mixed[:, 0], mixed[:, 2])
+
+
+def test_mixture_of_experts_gradients_reach_every_expert_and_gate():
+    moe = layers.MixtureOfExperts(num_tasks=2, num_experts=4, expert_units=[6])
+    x = tf.random.normal((16, 5))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(moe(x) ** 2)
+    grads = tape.gradient(loss, moe.trainable_weights)
+    assert len(grads) == len(moe.trainable_weights) == 4
+    expert_kernel_grad = grads[0].numpy()
+    assert all(np.abs(expert_kernel_grad[e]).sum() > 0 for e in range(4))
+    assert all(np.abs(g.numpy()).sum() > 0 for g in grads)
+
+
+def test_task_towers_shapes():
+    towers = layers.TaskTowers(num_tasks=2, units=[8], output_units=3)
+    assert round_trip(towers, np.ones((4, 2, 5), "float32")).shape == (4, 2, 3)
+    assert towers(np.ones((4, 5), "float32")).shape == (4, 2, 3)
+    linear = layers.TaskTowers(num_tasks=2)
+    assert linear(np.ones((4, 2, 5), "float32")).shape == (4, 2, 1)

@@ -1,0 +1,1 @@
+"""The `tfmtl` command-line tool."""

@@ -1,0 +1,137 @@
+"""The `tfmtl` command: train and evaluate multi-task models on tabular files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tfmtl.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like the rest of tfmtl's."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _task_flag(text: str) -> dict[str, Any]:
+    from tfmtl.tasks.task import KINDS
+
+    parts = text.split(":", 2)
+    if len(parts) < 2 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected NAME:KIND[:COLUMN], got {text!r}")
+    if parts[1] not in KINDS:
+        raise argparse.ArgumentTypeError(f"task {parts[0]!r}: unknown kind {parts[1]!r}, expected one of {', '.join(KINDS)}")
+    task = {"name": parts[0], "kind": parts[1]}
+    if len(parts) == 3 and parts[2]:
+        task["label"] = parts[2]
+    return task
+
+
+def _model_arg_flag(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfmtl", description="Multi-task learning for recommender systems on Keras 3.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model and report per-task test metrics")
+    train.add_argument("--recipe", help="a zoo recipe (TOML or JSON); flags override it")
+    train.add_argument("--model", help="model name: shared-bottom, mmoe (default: mmoe)")
+    data = train.add_mutually_exclusive_group()
+    data.add_argument("--dataset", help="a bundled data set: census-income")
+    data.add_argument("--train-data", help="training table: CSV (optionally .gz) or Parquet")
+    train.add_argument("--test-data", help="test table (default: 20%% of --train-data held out)")
+    train.add_argument("--task", action="append", type=_task_flag, metavar="NAME:KIND[:COLUMN]",
+                       help="a task; KIND is binary, regression or multiclass; repeat for each task")
+    train.add_argument("--drop", action="append", metavar="COL", help="a column that is not a feature")
+    train.add_argument("--categorical", action="append", metavar="COL", help="treat COL as categorical")
+    train.add_argument("--numeric", action="append", metavar="COL", help="treat COL as numeric")
+    train.add_argument("--embedding-dim", type=int, help="embedding size of every categorical feature")
+    train.add_argument("--model-arg", action="append", type=_model_arg_flag, metavar="KEY=VALUE",
+                       help="a model argument, e.g. num_experts=4 or expert_units=[128,64]")
+    train.add_argument("--weighting", help="task weighting strategy: static, uncertainty")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out", help="output folder (default: runs/MODEL-DATA)")
+    train.add_argument("--metrics-json", help="where to write metrics (default: OUT/metrics.json)")
+    train.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity: 0, 1 or 2")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test table")
+    evaluate.add_argument("--model-path", required=True, help="a training output folder or a .keras file")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-data", help="test table: CSV (optionally .gz) or Parquet")
+    source.add_argument("--dataset", help="a bundled data set whose test split to use")
+    evaluate.add_argument("--batch-size", type=int, default=8192)
+    evaluate.add_argument("--metrics-json", help="where to write metrics (default: next to the model)")
+    return parser
+
+
+def train_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe keys that were given on the command line."""
+    flags: dict[str, Any] = {}
+    for key in ("model", "dataset", "train_data", "test_data"):
+        if getattr(args, key) is not None:
+            flags[key] = getattr(args, key)
+    if args.task:
+        flags["tasks"] = args.task
+    if args.drop:
+        flags["drop"] = args.drop
+    features = {}
+    if args.categorical:
+        features["categorical"] = args.categorical
+    if args.numeric:
+        features["numeric"] = args.numeric
+    if args.embedding_dim is not None:
+        features["embedding_dim"] = args.embedding_dim
+    if features:
+        flags["features"] = features
+    if args.model_arg:
+        flags["model_args"] = dict(args.model_arg)
+    training = {
+        key: getattr(args, key)
+        for key in ("epochs", "batch_size", "learning_rate", "seed", "weighting")
+        if getattr(args, key) is not None
+    }
+    if training:
+        flags["training"] = training
+    return flags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if args.command == "train":
+            from tfmtl.cli.recipe import load_recipe, resolve
+            from tfmtl.cli.train import run_training
+
+            recipe = load_recipe(args.recipe) if args.recipe else None
+            config = resolve(recipe, train_flags(args))
+            run_training(config, out=args.out, metrics_json=args.metrics_json, verbose=args.verbose)
+        else:
+            from tfmtl.cli.evaluate import run_evaluation
+
+            run_evaluation(args.model_path, args.test_data, args.dataset, args.batch_size, args.metrics_json)
+    except InputError as error:
+        print(f"tfmtl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""`tfmtl train`: data, tasks and features from a resolved recipe, then fit, test and save."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+import pandas as pd
+
+import tfmtl
+from tfmtl.data import dataset, read_table, write_atomically, write_json
+from tfmtl.datasets import DATASETS, DEFAULT_TASKS
+from tfmtl.errors import InputError
+from tfmtl.features import FeatureSpec
+from tfmtl.tasks import Task
+from tfmtl.tasks.report import format_table, per_task_metrics
+from tfmtl.zoo import MODELS
+
+MODEL_FILE = "model.keras"
+HOLDOUT_FRACTION = 0.2
+
+
+def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Returns `(train, test, data_name)` for the recipe's `dataset` or `train_data`/`test_data`."""
+    if config.get("dataset"):
+        name = config["dataset"]
+        if name not in DATASETS:
+            raise InputError(f"--dataset: unknown data set {name!r}, expected one of {', '.join(DATASETS)}")
+        train, test = DATASETS[name]()
+        return train, test, name
+    if not config.get("train_data"):
+        raise InputError("give --dataset NAME or --train-data FILE (or a --recipe that names one)")
+    train = read_table(config["train_data"])
+    name = Path(config["train_data"]).name.split(".")[0]
+    if config.get("test_data"):
+        return train, read_table(config["test_data"]), name
+    seed = config["training"]["seed"]
+    test = train.sample(frac=HOLDOUT_FRACTION, random_state=seed)
+    print(f"no --test-data: holding out {len(test)} of {len(train)} training rows as the test set")
+    return train.drop(index=test.index), test, name
+
+
+def make_tasks(config: Mapping[str, Any], train: pd.DataFrame) -> list[Task]:
+    specs = config.get("tasks") or [
+        {"name": name, "kind": kind} for name, kind in DEFAULT_TASKS.get(config.get("dataset") or "", [])
+    ]
+    if not specs:
+        raise InputError("--task: give at least one task as NAME:KIND[:COLUMN]")
+    tasks = []
+    for spec in specs:
+        try:
+            task = Task(**spec)
+        except TypeError as error:
+            raise InputError(f"task {spec.get('name')!r}: {error}") from None
+        if task.label not in train.columns:
+            raise InputError(f"task {task.name!r}: label column {task.label!r} is not in the training data")
+        tasks.append(task.with_classes_from(train))
+    return tasks
+
+
+def make_features(config: Mapping[str, Any], train: pd.DataFrame, tasks: list[Task]) -> FeatureSpec:
+    drop = list(config.get("drop") or [])
+    unknown = [c for c in drop if c not in train.columns]
+    if unknown:
+        raise InputError(f"--drop: column(s) {unknown} are not in the training data")
+    not_features = {t.label for t in tasks} | {t.sample_weight for t in tasks if t.sample_weight} | set(drop)
+    options = config["features"]
+    return FeatureSpec.infer(
+        train,
+        exclude=sorted(not_features),
+        categorical=options.get("categorical", []),
+        numeric=options.get("numeric", []),
+        embedding_dim=options.get("embedding_dim", 8),
+    )
+
+
+def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Task]) -> tfmtl.zoo.MultiTaskModel:
+    name = config["model"]
+    if name not in MODELS:
+        raise InputError(f"--model: unknown model {name!r}, expected one of {', '.join(MODELS)}")
+    cls = MODELS[name]
+    args = dict(config.get("model_args") or {})
+    accepted = set(inspect.signature(cls.__init__).parameters) | set(
+        inspect.signature(tfmtl.zoo.MultiTaskModel.__init__).parameters
+    )
+    unknown = sorted(set(args) - accepted - {"self", "kwargs", "features", "tasks"})
+    if unknown:
+        raise InputError(f"--model-arg: {name} has no argument(s) {unknown}")
+    return cls(features, tasks, **args)
+
+
+def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> dict:
+    scores = model.evaluate(
+        dataset(test, model.feature_spec, model.tasks, batch_size=batch_size), return_dict=True, verbose=0
+    )
+    return per_task_metrics(model.tasks, scores)
+
+
+def run_training(config: dict[str, Any], out: str | None, metrics_json: str | None, verbose: int = 2) -> dict:
+    """Trains, evaluates and saves as the resolved recipe says; returns the metrics dict."""
+    training = config["training"]
+    for key in ("epochs", "batch_size", "steps_per_execution"):
+        if not isinstance(training[key], int) or training[key] < 1:
+            raise InputError(f"--{key.replace('_', '-')}: expected a positive integer, got {training[key]!r}")
+    if not training["learning_rate"] > 0:
+        raise InputError(f"--learning-rate: expected a positive number, got {training['learning_rate']!r}")
+    train, test, data_name = load_data(config)
+    tasks = make_tasks(config, train)
+    features = make_features(config, train, tasks)
+    keras.utils.set_random_seed(training["seed"])
+    model = make_model(config, features, tasks)
+    model.compile(
+        optimizer=keras.optimizers.Adam(training["learning_rate"]),
+        weighting=training["weighting"],
+        steps_per_execution=training["steps_per_execution"],
+    )
+    train_ds = dataset(train, features, tasks, batch_size=training["batch_size"], shuffle=True, seed=training["seed"])
+    try:
+        tfmtl.data.model_arrays(test.head(1), features, tasks)
+    except InputError as error:
+        raise InputError(f"test data: {error}") from None
+    print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "
+          f"{len(features)} features, tasks {', '.join(t.name for t in tasks)}")
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=training["epochs"], verbose=verbose)
+    train_seconds = time.perf_counter() - started
+    results = evaluate_tasks(model, test, batch_size=max(training["batch_size"], 8192))
+
+    out_dir = Path(out or Path("runs") / f"{config['model']}-{data_name}")
+    write_atomically(out_dir / MODEL_FILE, model.save)
+    metrics = {
+        "model": config["model"],
+        "dataset": data_name,
+        "epochs": training["epochs"],
+        "batch_size": training["batch_size"],
+        "learning_rate": training["learning_rate"],
+        "seed": training["seed"],
+        "weighting": training["weighting"],
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "tasks": results,
+        "train_seconds": round(train_seconds, 3),
+        "train_examples_per_second": round(training["epochs"] * len(train) / train_seconds, 1),
+    }
+    write_json(out_dir / "recipe.json", config)
+    metrics_path = Path(metrics_json) if metrics_json else out_dir / "metrics.json"
+    write_json(metrics_path, metrics)
+    print(format_table(results))
+    print(f"trained in {train_seconds:.1f} s ({metrics['train_examples_per_second']:.0f} examples/s); "
+          f"model saved to {out_dir / MODEL_FILE}, metrics to {metrics_path}")
+    return metrics
