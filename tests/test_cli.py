@@ -1,0 +1,143 @@
+"""The `tfmtl` command on small files: training, evaluation, recipes and bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfmtl.cli.main import main
+from tfmtl.cli.recipe import load_recipe, resolve, shipped_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "zoo" / "census-income" / "mmoe.toml"
+
+
+@pytest.fixture(scope="module")
+def files(census, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    train, test = census
+    train.head(3000).to_csv(folder / "train.csv.gz", index=False)
+    test.head(1000).to_parquet(folder / "test.parquet")
+    return folder
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("model", ["mmoe", "shared-bottom"])
+def test_train_then_evaluate(model, files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, stderr = run(
+        capsys, "train", "--model", model, "--train-data", str(files / "train.csv.gz"),
+        "--test-data", str(files / "test.parquet"), "--task", "income:binary", "--task", "never_married:binary:marital",
+        "--epochs", "2", "--batch-size", "256", "--seed", "1", "--out", str(out), "--verbose", "0",
+    )  # fmt: skip
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == model and metrics["epochs"] == 2 and metrics["batch_size"] == 256
+    assert set(metrics["tasks"]) == {"income", "never_married"}
+    assert set(metrics["tasks"]["income"]) == {"auc", "logloss"}
+    assert metrics["tasks"]["never_married"]["auc"] > 0.9
+    assert metrics["train_seconds"] > 0 and metrics["train_examples_per_second"] > 0
+    assert "never_married" in stdout and "auc" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.keras", "recipe.json"]
+
+    code, stdout, stderr = run(
+        capsys, "evaluate", "--model-path", str(out), "--test-data", str(files / "test.parquet"),
+        "--metrics-json", str(tmp_path / "eval.json"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluation["tasks"]["income"]["auc"] == pytest.approx(metrics["tasks"]["income"]["auc"], abs=1e-6)
+
+    # The written recipe reruns the same configuration.
+    rerun = resolve(load_recipe(out / "recipe.json"), {})
+    assert rerun["training"]["seed"] == 1 and rerun["model"] == model
+
+
+def test_regression_and_multiclass_from_the_command_line(files, tmp_path, capsys):
+    code, _, stderr = run(
+        capsys, "train", "--train-data", str(files / "train.csv.gz"), "--task", "weeks:regression:weeks_worked",
+        "--task", "edu:multiclass:education", "--drop", "income", "--drop", "marital", "--epochs", "1",
+        "--model-arg", "num_experts=2", "--model-arg", "expert_units=[16]", "--out", str(tmp_path), "--verbose", "0",
+    )  # fmt: skip
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["tasks"]["weeks"]) == {"rmse", "mae"}
+    assert set(metrics["tasks"]["edu"]) == {"accuracy", "logloss"}
+    assert metrics["test_examples"] == 600  # 20 % held out without --test-data
+
+
+def test_default_command_is_the_shipped_recipe():
+    assert shipped_recipe("mmoe", "census-income") is not None
+    from_flags = resolve(None, {"model": "mmoe", "dataset": "census-income"})
+    from_recipe = resolve(load_recipe(RECIPE), {})
+    assert from_flags == from_recipe
+    overridden = resolve(None, {"dataset": "census-income", "training": {"epochs": 5, "seed": 7}})
+    assert overridden["training"] == {**from_recipe["training"], "epochs": 5, "seed": 7}
+    assert overridden["model_args"] == {"num_experts": 8, "expert_units": [64], "tower_units": [32]}
+
+
+def error_of(capsys, *args):
+    code, _, stderr = run(capsys, *args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_bad_input_gives_one_line_errors(files, tmp_path, capsys):
+    train = str(files / "train.csv.gz")
+    common = ["--epochs", "1", "--out", str(tmp_path), "--verbose", "0"]
+    assert "unknown model 'xgboost'" in error_of(capsys, "train", "--model", "xgboost", "--train-data", train, "--task", "income:binary", *common)
+    assert "unknown kind 'binomial'" in error_of(capsys, "train", "--train-data", train, "--task", "income:binomial")
+    assert "label column 'clicked' is not in the training data" in error_of(
+        capsys, "train", "--train-data", train, "--task", "ctr:binary:clicked", *common
+    )
+    assert "binary labels in column 'age' must be 0 or 1" in error_of(
+        capsys, "train", "--train-data", train, "--task", "old:binary:age", *common
+    )
+    assert "--task: give at least one task" in error_of(capsys, "train", "--train-data", train, *common)
+    assert "unknown data set 'mnist'" in error_of(capsys, "train", "--dataset", "mnist", *common)
+    assert "has no argument(s) ['experts']" in error_of(
+        capsys, "train", "--train-data", train, "--task", "income:binary", "--model-arg", "experts=3", *common
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "is empty" in error_of(capsys, "train", "--train-data", str(empty), "--task", "income:binary", *common)
+    text = files / "text_age.csv"
+    import pandas as pd
+
+    df = pd.read_csv(train).head(200)
+    df.to_csv(files / "numbers.csv", index=False)
+    df.astype({"age": object}).assign(age=lambda d: d["age"].where(d.index != 5, "forty")).to_csv(text, index=False)
+    line = error_of(
+        capsys, "train", "--train-data", str(files / "numbers.csv"), "--test-data", str(text),
+        "--task", "income:binary", *common,
+    )  # fmt: skip
+    assert "column 'age': expected numbers, found 'forty'" in line
+    df.drop(columns=["education"]).to_csv(files / "no_education.csv", index=False)
+    line = error_of(
+        capsys, "train", "--train-data", str(files / "numbers.csv"), "--test-data", str(files / "no_education.csv"),
+        "--task", "income:binary", *common,
+    )  # fmt: skip
+    assert "missing feature column(s) ['education']" in line
+    assert "no saved model at" in error_of(capsys, "evaluate", "--model-path", str(tmp_path / "nothing"), "--test-data", train)
+    assert "expected a positive integer" in error_of(capsys, "train", "--train-data", train, "--task", "income:binary", "--epochs", "0")
+
+
+def test_console_script_runs_as_a_process(files, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmtl.cli.main", "train", "--model", "nope", "--dataset", "census-income"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tfmtl train: error: --model: unknown model 'nope', expected one of shared-bottom, mmoe"
+    )

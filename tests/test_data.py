@@ -1,0 +1,103 @@
+import gzip
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tfmtl
+from tfmtl import InputError
+from tfmtl.data import dataset, read_table, write_atomically, write_json
+
+
+def test_dataset_batches_inputs_labels_and_weights(census, census_spec):
+    train, _ = census
+    tasks = [tfmtl.Task("income", "binary", sample_weight="age"), tfmtl.Task("marital", "binary")]
+    spec = tfmtl.FeatureSpec.infer(train, exclude=["income", "marital", "age"])
+    ds = dataset(train, spec, tasks, batch_size=512)
+    x, y, w = next(iter(ds))
+    assert set(x) == set(spec.names) and x["age" if "age" in x else "education"].shape[0] == 512
+    assert x["education"].dtype.name == "string"
+    np.testing.assert_allclose(y["income"].numpy(), train["income"].head(512).to_numpy())
+    np.testing.assert_allclose(w["income"].numpy(), train["age"].head(512).to_numpy())
+    np.testing.assert_allclose(w["marital"].numpy(), 1.0)
+    assert sum(int(b[1]["income"].shape[0]) for b in ds) == len(train)
+
+
+def test_dataset_shuffles_each_epoch_and_covers_every_row(census, census_spec, census_tasks):
+    train, _ = census
+    ds = dataset(train, census_spec, census_tasks, batch_size=1000, shuffle=True, seed=3)
+    first = np.concatenate([b[0]["age"].numpy() for b in ds])
+    second = np.concatenate([b[0]["age"].numpy() for b in ds])
+    assert not np.array_equal(first, second)
+    np.testing.assert_allclose(np.sort(first), np.sort(train["age"].to_numpy(np.float32)))
+
+
+def test_dataset_without_tasks_yields_inputs_only(census, census_spec):
+    x = next(iter(dataset(census[1], census_spec, batch_size=8)))
+    assert isinstance(x, dict) and x["age"].shape == (8,)
+
+
+def test_dataset_bad_input(census, census_spec, census_tasks):
+    with pytest.raises(InputError, match="empty"):
+        dataset(census[0].head(0), census_spec, census_tasks)
+    with pytest.raises(InputError, match="batch_size"):
+        dataset(census[0], census_spec, census_tasks, batch_size=0)
+    with pytest.raises(InputError, match=r"label column 'income' is not in the data"):
+        dataset(census[0].drop(columns=["income"]), census_spec, census_tasks)
+
+
+def test_read_table_formats(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        df.to_csv(f, index=False)
+    df.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.csv.gz", "t.parquet"):
+        pd.testing.assert_frame_equal(read_table(tmp_path / name), df, check_dtype=False)
+
+
+def test_read_table_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_table(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "header.csv").write_text("a,b\n")
+    with pytest.raises(InputError, match="has no rows"):
+        read_table(tmp_path / "header.csv")
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(InputError, match="expected a file ending in"):
+        read_table(tmp_path / "t.xlsx")
+
+
+def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
+    target = tmp_path / "out" / "metrics.json"
+
+    def fail(temporary):
+        with open(temporary, "w") as f:
+            f.write('{"half": ')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, fail)
+    assert not target.exists() and os.listdir(target.parent) == []
+    write_json(target, {"ok": 1})
+    assert target.read_text().strip() == '{\n  "ok": 1\n}'
+    # A failed rewrite keeps the previous complete file.
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, fail)
+    assert target.read_text().strip() == '{\n  "ok": 1\n}' and os.listdir(target.parent) == ["metrics.json"]
+
+
+def test_census_income_bundled(census_full):
+    train, test = census_full
+    assert (len(train), len(test)) == (199_523, 99_762)
+    assert "marital_stat" not in train and "instance_weight" not in train
+    assert abs(train["income"].mean() - 0.062) < 0.001 and abs(train["marital"].mean() - 0.433) < 0.001
+    assert train["det_ind_code"].dtype != np.int64  # nominal codes are categories
+
+
+def test_census_income_from_a_folder(tmp_path, census_full):
+    with pytest.raises(InputError, match="has no census-income.data"):
+        tfmtl.datasets.census_income(tmp_path)

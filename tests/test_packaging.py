@@ -1,0 +1,41 @@
+"""Packaging: every subpackage is listed, the data and recipes ship, the backend is checked."""
+
+import configparser
+from pathlib import Path
+
+from setuptools import find_packages
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_setup_cfg_lists_every_package():
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    assert listed == set(find_packages(REPO, include=["tfmtl", "tfmtl.*"])) | {"tfmtl.recipes"}
+
+
+def test_every_zoo_recipe_loads_and_names_a_known_model():
+    from tfmtl.cli.recipe import load_recipe
+    from tfmtl.zoo import MODELS
+
+    recipes = sorted((REPO / "zoo").glob("*/*.toml"))
+    assert recipes
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe["model"] in MODELS and path.stem == recipe["model"]
+        assert path.parent.name == recipe["dataset"]
+
+
+def test_wrong_keras_backend_is_a_clear_error(monkeypatch):
+    import keras
+    import pytest
+
+    from tfmtl._backend import check_backend
+
+    monkeypatch.setattr(keras.config, "backend", lambda: "jax")
+    with pytest.raises(ImportError, match="set the environment variable KERAS_BACKEND=tensorflow"):
+        check_backend()
+    monkeypatch.setattr(keras, "__version__", "2.15.0")
+    with pytest.raises(ImportError, match="tfmtl needs Keras 3"):
+        check_backend()
