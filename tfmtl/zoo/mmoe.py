@@ -70,6 +70,10 @@ class MMoE(MultiTaskModel):
     def body(self, encoded: Any, training: bool | None = None) -> Any:
         return self.mixture(encoded, training=training)
 
+    def task_specific_layers(self) -> list[keras.layers.Layer]:
+        # Gate t only weighs experts for task t: its slice of the stacked gate kernel is task t's own.
+        return [*super().task_specific_layers(), self.mixture.gate]
+
     def gate_weights(self, inputs: Mapping[str, Any]) -> Any:
         """Returns each task's weights over the experts, shape `(batch, tasks, experts)`."""
         _, weights = self.mixture(self.encoder(inputs), return_gate_weights=True)

@@ -95,6 +95,28 @@ class MultiTaskModel(keras.Model):
         """Builds the body's layers for `input_shape` and returns its output shape."""
         raise NotImplementedError(f"{type(self).__name__} must implement build_body()")
 
+    def task_representations(self, inputs: Mapping[str, Any], training: bool | None = None) -> Any:
+        """The towers' input for raw `inputs`: by default `body(encoder(inputs))`.
+
+        Bodies that read the field embeddings themselves (attention over fields)
+        override this and use `self.encoder.embed_fields(inputs)`.
+        """
+        return self.body(self.encoder(inputs), training=training)
+
+    def task_specific_layers(self) -> list[keras.layers.Layer]:
+        """Layers whose parameters each belong to one task (stacked per task).
+
+        Gradient-level weighting strategies combine per-task gradients only for the
+        other, shared parameters; these get each task's own plain gradient.
+        """
+        return [self.towers]
+
+    @property
+    def shared_variables(self) -> list:
+        """Trainable variables that several tasks' losses reach (encoder and body)."""
+        specific = {id(v) for layer in self.task_specific_layers() for v in layer.trainable_variables}
+        return [v for v in self.trainable_variables if id(v) not in specific]
+
     def build(self, input_shape: Any = None) -> None:
         # Every shape follows from the FeatureSpec, so the model builds without data.
         self.encoder.build()
@@ -113,8 +135,7 @@ class MultiTaskModel(keras.Model):
         missing = [name for name in self.feature_spec.names if name not in inputs]
         if missing:
             raise InputError(f"model input is missing feature(s) {missing}")
-        encoded = self.encoder(inputs)
-        logits = self.towers(self.body(encoded, training=training), training=training)
+        logits = self.towers(self.task_representations(inputs, training=training), training=training)
         return [
             logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
             for i, task in enumerate(self.tasks)
