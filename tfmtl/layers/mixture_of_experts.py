@@ -8,27 +8,31 @@ from typing import Any
 import keras
 from keras import ops
 
+from tfmtl.layers.gates import GateSpec, get_gate
 from tfmtl.layers.parallel_mlp import ParallelMLP
-from tfmtl.layers.softmax_gate import SoftmaxGate
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
 class MixtureOfExperts(keras.layers.Layer):
-    """Mixes a bank of shared experts with one softmax gate per task (Ma et al., KDD 2018).
+    """Mixes a bank of shared experts with one gate per task (Ma et al., KDD 2018).
 
     Task `t` gets `sum_e gate_t(x)[e] * expert_e(x)`. With `num_gates=1` every task
-    reads the same mixture (OMoE).
+    reads the same mixture (OMoE). The gate is any gate of `tfmtl.layers.GATES`:
+    softmax (MMoE), noisy top-k or DSelect-k.
 
     Args:
         num_tasks: how many task outputs.
         num_experts: how many shared experts.
         expert_units: hidden sizes of each expert.
         num_gates: gates to compute; 1 or `num_tasks` (default).
+        gate: the gate: a name (`"softmax"`, `"noisy_top_k"`, `"dselect_k"`), a
+            dict `{"name": ..., **options}` or a gate layer (see `get_gate`).
         activation: expert activation.
         dropout: dropout after each expert layer.
 
     Call arguments:
         inputs: `(batch, input_dim)`.
+        training: dropout, and the gate's noise and auxiliary losses.
         return_gate_weights: also return the gate weights.
 
     Returns:
@@ -41,6 +45,7 @@ class MixtureOfExperts(keras.layers.Layer):
     import numpy as np
     moe = MixtureOfExperts(num_tasks=2, num_experts=8, expert_units=[64])
     moe(np.ones((32, 100))).shape   # (32, 2, 64)
+    sparse = MixtureOfExperts(2, 8, [64], gate={"name": "noisy_top_k", "k": 2})
     ```
     """
 
@@ -50,6 +55,7 @@ class MixtureOfExperts(keras.layers.Layer):
         num_experts: int,
         expert_units: Sequence[int],
         num_gates: int | None = None,
+        gate: GateSpec = "softmax",
         activation: str | None = "relu",
         dropout: float = 0.0,
         **kwargs: Any,
@@ -65,16 +71,17 @@ class MixtureOfExperts(keras.layers.Layer):
         self.activation = activation
         self.dropout = dropout
         self.experts = ParallelMLP(num_experts, self.expert_units, activation, dropout, name="experts")
-        self.gate = SoftmaxGate(num_gates, num_experts, name="gate")
+        self.gate = get_gate(gate, num_gates, num_experts)
 
     def build(self, input_shape: tuple) -> None:
         self.experts.build(input_shape)
-        self.gate.build(input_shape)
+        if not self.gate.built:  # a deserialised or given gate may come built
+            self.gate.build(input_shape)
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
         experts = self.experts(inputs, training=training)  # (batch, experts, units)
-        weights = self.gate(inputs)  # (batch, gates, experts)
+        weights = self.gate(inputs, training=training)  # (batch, gates, experts)
         mixed = ops.einsum("bge,beu->bgu", weights, experts)
         if self.num_gates != self.num_tasks:
             mixed = ops.repeat(mixed, self.num_tasks, axis=1)
@@ -91,6 +98,7 @@ class MixtureOfExperts(keras.layers.Layer):
             num_experts=self.num_experts,
             expert_units=self.expert_units,
             num_gates=self.num_gates,
+            gate=keras.saving.serialize_keras_object(self.gate),
             activation=self.activation,
             dropout=self.dropout,
         )

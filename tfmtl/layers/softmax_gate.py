@@ -21,7 +21,8 @@ class SoftmaxGate(keras.layers.Layer):
         num_experts: how many experts each gate weighs.
 
     Call arguments:
-        inputs: `(batch, input_dim)`.
+        inputs: `(batch, input_dim)` read by every gate, or
+            `(batch, num_gates, input_dim)`, one input per gate.
 
     Returns:
         Gate weights of shape `(batch, num_gates, num_experts)`; each row sums to 1.
@@ -45,7 +46,7 @@ class SoftmaxGate(keras.layers.Layer):
         self.logits.build(input_shape)
         super().build(input_shape)
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         return ops.softmax(self.logits(inputs), axis=-1)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
