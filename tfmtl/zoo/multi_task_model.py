@@ -277,6 +277,26 @@ class MultiTaskModel(keras.Model):
         return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
 
     # ----- saving -------------------------------------------------------------------
+    def export(
+        self,
+        filepath: Any,
+        format: str = "tf_saved_model",
+        verbose: bool | None = None,
+        input_signature: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Writes a TF Serving model directory `filepath/<version>/` with named, typed signatures.
+
+        Takes `version`, `overwrite` and `warmup_data` as keywords; see
+        `tfmtl.export.export_saved_model`. The signature always follows the
+        FeatureSpec, so `input_signature` is not accepted.
+        """
+        from tfmtl.export import export_saved_model
+
+        if format != "tf_saved_model" or input_signature is not None:
+            raise InputError("export: only format='tf_saved_model' with the FeatureSpec's own signature is supported")
+        return export_saved_model(self, filepath, verbose=bool(verbose), **kwargs)
+
     def save_own_variables(self, store: Any) -> None:
         super().save_own_variables(store)
         offset = len(self._trainable_variables + self._non_trainable_variables)
