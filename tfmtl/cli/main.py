@@ -1,4 +1,4 @@
-"""The `tfmtl` command: train and evaluate multi-task models on tabular files."""
+"""The `tfmtl` command: train, evaluate, export and predict with multi-task models on tabular files."""
 
 from __future__ import annotations
 
@@ -78,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", help="a bundled data set whose test split to use")
     evaluate.add_argument("--batch-size", type=int, default=8192)
     evaluate.add_argument("--metrics-json", help="where to write metrics (default: next to the model)")
+
+    export = commands.add_parser("export", help="write a saved model as a TF Serving model directory")
+    export.add_argument("--model-path", required=True, help="a training output folder or a .keras file")
+    export.add_argument("--out", required=True, help="the TF Serving model directory (model_base_path)")
+    export.add_argument("--version", type=int, help="version number (default: one more than the highest there)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.add_argument("--warmup-data", help="table whose first rows make the warm-up requests "
+                        "(default: the training data named in the folder's recipe.json)")
+
+    predict = commands.add_parser("predict", help="predict every row of a table, streamed in chunks")
+    predict.add_argument("--model", "--model-path", dest="model_path", required=True,
+                         help="a training output folder or a .keras file")
+    predict.add_argument("--data", required=True, help="table of raw features: CSV (optionally .gz) or Parquet")
+    predict.add_argument("--out", required=True, help="output table (.csv, .csv.gz or .parquet): one column per output")
+    predict.add_argument("--keep", action="append", default=[], metavar="COL",
+                         help="copy COL (e.g. an id) from --data to --out; repeat for more")
+    predict.add_argument("--batch-size", type=int, default=8192)
+    predict.add_argument("--chunk-rows", type=int, default=65_536, help="rows read, predicted and written at a time")
     return parser
 
 
@@ -126,6 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipe = load_recipe(args.recipe) if args.recipe else None
             config = resolve(recipe, train_flags(args))
             run_training(config, out=args.out, metrics_json=args.metrics_json, verbose=args.verbose)
+        elif args.command == "export":
+            from tfmtl.cli.export import run_export
+
+            run_export(args.model_path, args.out, args.version, args.overwrite, args.warmup_data)
+        elif args.command == "predict":
+            from tfmtl.cli.evaluate import load_trained_model
+            from tfmtl.cli.predict import run_prediction
+
+            model = load_trained_model(args.model_path)
+            run_prediction(model, args.data, args.out, args.batch_size, args.chunk_rows, args.keep)
         else:
             from tfmtl.cli.evaluate import run_evaluation
 

@@ -19,6 +19,25 @@ def versions(base: Path) -> list[int]:
     return sorted(int(child.name) for child in base.iterdir() if child.is_dir() and child.name.isdigit())
 
 
+def version_folder(base: str | os.PathLike, version: int | None, overwrite: bool = False) -> Path:
+    """The folder version `version` of `base` goes to (the next free number when `None`).
+
+    Raises `InputError` for a bad version number, or a version folder that exists
+    and is not empty unless `overwrite`, before anything is written.
+    """
+    base = Path(base)
+    if base.exists() and not base.is_dir():
+        raise InputError(f"export path {str(base)!r} is a file; expected a model directory")
+    if version is None:
+        version = (versions(base) or [0])[-1] + 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InputError(f"version: expected a positive integer, got {version!r}")
+    target = base / str(version)
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not overwrite:
+        raise InputError(f"version {version} already exists at {str(target)!r}; pass --overwrite to replace it")
+    return target
+
+
 def write_version(
     base: str | os.PathLike, version: int | None, write: Callable[[str], None], overwrite: bool = False
 ) -> Path:
@@ -31,16 +50,8 @@ def write_version(
     `overwrite`, and is then replaced only once the new one is complete.
     """
     base = Path(base)
-    if base.exists() and not base.is_dir():
-        raise InputError(f"export path {str(base)!r} is a file; expected a model directory")
-    if version is None:
-        version = (versions(base) or [0])[-1] + 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InputError(f"version: expected a positive integer, got {version!r}")
-    target = base / str(version)
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
-        if not overwrite:
-            raise InputError(f"version {version} already exists at {str(target)!r}; pass --overwrite to replace it")
+    target = version_folder(base, version, overwrite)
+    version = int(target.name)
     replaced: list[str] = []
 
     def write_then_set_aside_old(folder: str) -> None:
