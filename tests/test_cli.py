@@ -139,5 +139,6 @@ def test_console_script_runs_as_a_process(files, tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "tfmtl train: error: --model: unknown model 'nope', expected one of shared-bottom, mmoe"
+        "tfmtl train: error: --model: unknown model 'nope', expected one of "
+        "shared-bottom, mmoe, omoe, ple, cross-stitch, mha-fusion"
     )

@@ -1,13 +1,20 @@
 """Ready-made multi-task models, all on the same MultiTaskModel base."""
 
-from tfmtl.zoo.mmoe import MMoE
+from tfmtl.zoo.cross_stitch import CrossStitch
+from tfmtl.zoo.mha_fusion import MHAFusion
+from tfmtl.zoo.mmoe import MMoE, OMoE
 from tfmtl.zoo.multi_task_model import MultiTaskModel
+from tfmtl.zoo.ple import PLE
 from tfmtl.zoo.shared_bottom import SharedBottom
 
 # Command-line names of the models.
 MODELS: dict[str, type[MultiTaskModel]] = {
     "shared-bottom": SharedBottom,
     "mmoe": MMoE,
+    "omoe": OMoE,
+    "ple": PLE,
+    "cross-stitch": CrossStitch,
+    "mha-fusion": MHAFusion,
 }
 
-__all__ = ["MMoE", "MODELS", "MultiTaskModel", "SharedBottom"]
+__all__ = ["CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "SharedBottom"]
