@@ -120,6 +120,11 @@ class FieldEmbedding(keras.layers.Layer):
         return [f.name for f in self._vocab_features + self._hashed_features + self._list_features]
 
     def build(self, input_shape: Any = None) -> None:
+        # The lookup tables exist from the vocabulary; marking every sublayer built
+        # lets Keras skip its symbolic build from a (possibly distributed) data batch.
+        self.lookup.build((None,))
+        if self.hashing is not None:
+            self.hashing.build((None,))
         self.embedding.build((None,))
         super().build(input_shape)
 

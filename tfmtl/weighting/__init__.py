@@ -1,20 +1,36 @@
-"""Task weighting strategies: how per-task losses become one training update."""
+"""Task weighting strategies: how per-task losses become one training update.
+
+Loss-level strategies weight the task losses; gradient-level ones combine the tasks'
+gradients of the shared parameters. Any strategy works with any model:
+`model.compile(weighting="pcgrad")` or `model.compile(weighting=PCGrad(seed=1))`.
+"""
 
 from __future__ import annotations
 
 from tfmtl.errors import InputError
+from tfmtl.weighting.aligned_mtl import AlignedMTL
 from tfmtl.weighting.base import TaskWeighting
+from tfmtl.weighting.cagrad import CAGrad
+from tfmtl.weighting.mgda import MGDA
+from tfmtl.weighting.pcgrad import PCGrad
+from tfmtl.weighting.random_weighting import RandomWeighting
 from tfmtl.weighting.static import StaticWeighting
 from tfmtl.weighting.uncertainty import UncertaintyWeighting
 
+# Command-line names.
 STRATEGIES: dict[str, type[TaskWeighting]] = {
     "static": StaticWeighting,
     "uncertainty": UncertaintyWeighting,
+    "rlw": RandomWeighting,
+    "pcgrad": PCGrad,
+    "cagrad": CAGrad,
+    "mgda": MGDA,
+    "aligned-mtl": AlignedMTL,
 }
 
 
 def get(identifier: str | TaskWeighting | None) -> TaskWeighting:
-    """Returns a strategy from a name (`"static"`, `"uncertainty"`), an instance or None (static)."""
+    """Returns a strategy from a name (see `STRATEGIES`), an instance, or None (static)."""
     if identifier is None:
         return StaticWeighting()
     if isinstance(identifier, TaskWeighting):
@@ -24,4 +40,15 @@ def get(identifier: str | TaskWeighting | None) -> TaskWeighting:
     raise InputError(f"weighting: unknown strategy {identifier!r}, expected one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["STRATEGIES", "StaticWeighting", "TaskWeighting", "UncertaintyWeighting", "get"]
+__all__ = [
+    "STRATEGIES",
+    "AlignedMTL",
+    "CAGrad",
+    "MGDA",
+    "PCGrad",
+    "RandomWeighting",
+    "StaticWeighting",
+    "TaskWeighting",
+    "UncertaintyWeighting",
+    "get",
+]

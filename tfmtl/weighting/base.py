@@ -6,16 +6,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 class TaskWeighting:
     """Base class of task-weighting strategies, passed as `model.compile(weighting=...)`.
 
-    A strategy sees the vector of per-task losses of a step. Loss-level strategies
-    override `combine` (a scalar loss to differentiate); gradient-level strategies
-    override `gradients`, which by default differentiates `combine`'s result. The
-    model keeps architecture and weighting apart: any model works with any strategy.
+    Loss-level strategies override `combine`: a scalar loss from the vector of
+    per-task losses, differentiated as usual. Gradient-level strategies set
+    `uses_task_gradients = True` and override `combine_gradients`: they receive each
+    task's gradient of the shared parameters, flattened into one row per task, and
+    return the one gradient to apply. Task-specific parameters always get their own
+    task's plain gradient. The model keeps architecture and weighting apart: any
+    model works with any strategy, and under `tf.distribute` both methods see
+    global values (losses and gradients summed over replicas), so every strategy
+    gives the result of single-device training on the global batch.
 
     Strategies with state (`keras.Variable`s created in `build`) are trained with the
     model's optimizer when the variables are trainable, and saved with the model.
@@ -28,6 +33,8 @@ class TaskWeighting:
             return keras.ops.sum(task_losses)
     ```
     """
+
+    uses_task_gradients: bool = False
 
     def __init__(self) -> None:
         self.tasks: list = []
@@ -47,16 +54,25 @@ class TaskWeighting:
         return [v for v in self.variables if v.trainable]
 
     def task_weights(self) -> Any:
-        """The current weight of each task's loss, shape `(num_tasks,)`, for logging."""
-        return keras.ops.ones((len(self.tasks),))
+        """The current weight of each task's loss, shape `(num_tasks,)`, for the logs."""
+        return ops.ones((len(self.tasks),))
 
     def combine(self, task_losses: Any) -> Any:
-        """Returns the scalar loss for per-task losses of shape `(num_tasks,)`."""
+        """Returns the scalar loss to differentiate, from per-task losses of shape `(num_tasks,)`.
+
+        Gradient-level strategies use it for the reported loss only (default: the sum).
+        """
+        if self.uses_task_gradients:
+            return ops.sum(task_losses)
         raise NotImplementedError(f"{type(self).__name__} must implement combine()")
 
-    def gradients(self, tape: tf.GradientTape, loss: Any, task_losses: Any, variables: Sequence) -> list:
-        """Returns the gradient of each variable; `loss` is `combine`'s result, scaled for the replicas."""
-        return tape.gradient(loss, list(variables))
+    def combine_gradients(self, task_gradients: Any, task_losses: Any) -> tuple[Any, Any]:
+        """Returns `(gradient, task_weights)` from per-task gradients of shape `(num_tasks, n)`.
+
+        `gradient` has shape `(n,)`; `task_weights` (shape `(num_tasks,)`) are the
+        effective weights of the combination, for the logs.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement combine_gradients()")
 
     def get_config(self) -> dict[str, Any]:
         return {}

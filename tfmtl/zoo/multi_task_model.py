@@ -15,7 +15,9 @@ from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.feature_encoder import FeatureEncoder
 from tfmtl.layers.task_towers import TaskTowers
 from tfmtl.tasks.task import Task, check_tasks
+from tfmtl.weighting import replicas
 from tfmtl.weighting.base import TaskWeighting
+from tfmtl.weighting.conflict import gradient_cosines
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
@@ -85,6 +87,7 @@ class MultiTaskModel(keras.Model):
         self.task_metrics = [m for metrics in per_task for m in metrics]
         self._metric_counts = [len(metrics) for metrics in per_task]
         self.weighting: TaskWeighting | None = None
+        self.monitor_gradients = False
 
     # ----- architecture -------------------------------------------------------------
     def body(self, encoded: Any, training: bool | None = None) -> Any:
@@ -154,9 +157,15 @@ class MultiTaskModel(keras.Model):
         steps_per_execution: int = 1,
         jit_compile: bool = False,
         run_eagerly: bool = False,
+        monitor_gradients: bool = False,
         **kwargs: Any,
     ) -> None:
         """Configures training: the optimizer and how task losses are weighted.
+
+        `monitor_gradients=True` logs, every step, the cosine similarity of each pair
+        of tasks' gradients on the shared parameters (`cos_<task>_<task>`): negative
+        values mean the tasks pull the shared parameters apart. It costs one backward
+        pass per task. Every strategy logs its current task weights (`<task>_weight`).
 
         Losses and metrics come from the tasks, so `loss`, `metrics` and
         `loss_weights` are not accepted; set `Task(loss_weight=...)` or pass a
@@ -179,16 +188,18 @@ class MultiTaskModel(keras.Model):
             jit_compile=jit_compile,
             run_eagerly=run_eagerly,
         )
+        self.monitor_gradients = bool(monitor_gradients)
         self.weighting = weighting_lib.get(weighting)
         self.weighting.build(self.tasks)
-        if self.weighting.trainable_variables:
-            # Keras would build the optimizer for the model's variables alone.
-            self.optimizer.build(self.trained_variables)
+        # The model is built at construction, so the optimizer can be too: with the
+        # strategy's variables, and without Keras' symbolic build from a data batch.
+        self.optimizer.build(self.trained_variables)
         self._tfmtl_compile_config = {
             "optimizer": self.optimizer,
             "weighting": self.weighting,
             "steps_per_execution": steps_per_execution,
             "jit_compile": jit_compile,
+            "monitor_gradients": self.monitor_gradients,
         }
 
     def get_compile_config(self) -> dict[str, Any]:
@@ -209,7 +220,7 @@ class MultiTaskModel(keras.Model):
         return list(self.trainable_variables) + list(extra)
 
     def _labelled(self, y: Mapping[str, Any], sample_weight: Mapping[str, Any] | None) -> list:
-        """Per task: labels with NaN replaced, the example weights (0 where missing), the count."""
+        """Per task: labels with NaN replaced, example weights (0 where missing), the global count."""
         if not isinstance(y, Mapping):
             raise InputError("labels: expected a dict from task name to labels (see tfmtl.data.dataset)")
         out = []
@@ -221,10 +232,12 @@ class MultiTaskModel(keras.Model):
             weight = ops.cast(present, "float32")
             if sample_weight is not None and task.name in sample_weight:
                 weight = weight * ops.reshape(ops.cast(sample_weight[task.name], "float32"), (-1,))
-            out.append((ops.where(present, label, 0.0), weight, ops.sum(ops.cast(present, "float32"))))
+            count = replicas.sum_over_replicas(ops.sum(ops.cast(present, "float32")))
+            out.append((ops.where(present, label, 0.0), weight, count))
         return out
 
     def _task_losses(self, labelled: list, logits: list) -> Any:
+        """Each task's loss share on this replica: its masked mean over the global batch."""
         losses = []
         for task, (label, weight, count), z in zip(self.tasks, labelled, logits):
             per_example = task.example_losses(label, z)
@@ -245,6 +258,15 @@ class MultiTaskModel(keras.Model):
             start += self._metric_counts[i]
         return self.get_metrics_result()
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras (3.15) first reduces a distributed input batch to build the model from
+        # it, which fails on string features (keras-team/keras#20585). The model, its
+        # metrics and the optimizer are built from the FeatureSpec at construction and
+        # compile, so there is nothing to build from data.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         if isinstance(x, tf.data.Dataset):
             # A dataset is shuffled by its pipeline; Keras' default shuffle=True only warns.
@@ -253,26 +275,87 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.trained_variables
-        with tf.GradientTape() as tape:
+        weighting = self.weighting
+        num_replicas = replicas.num_replicas()
+        per_task = weighting.uses_task_gradients or self.monitor_gradients
+        scale = self.optimizer.scale_loss
+        with tf.GradientTape(persistent=per_task) as tape:
             logits = self.task_logits(x, training=True)
             labelled = self._labelled(y, sample_weight)
-            task_losses = self._task_losses(labelled, logits)
-            loss = self.weighting.combine(task_losses)
-            if self.losses:
-                loss = loss + ops.sum(self.losses)
-            # Gradients are summed over replicas, so each replica contributes its share.
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        gradients = self.weighting.gradients(tape, scaled, task_losses, variables)
+            shares = self._task_losses(labelled, logits)
+            # Global task losses: what every strategy sees, on one device or many.
+            task_losses = replicas.with_global_value(shares)
+            loss = weighting.combine(task_losses)
+            # Regularisers and auxiliary losses are computed on every replica: average them.
+            auxiliary = ops.sum(self.losses) / num_replicas if self.losses else 0.0
+            objective = scale(loss + auxiliary)
+            if per_task:
+                # Everything differentiated later must be computed while the tape records.
+                task_objectives = [scale(shares[t]) for t in range(len(self.tasks))]
+                plain_objective = scale(ops.sum(shares) + auxiliary)
+                auxiliary_objective = scale(auxiliary) if self.losses else None
+        logs = {}
+        if not per_task:
+            variables = self.trained_variables
+            gradients = tape.gradient(objective, variables)
+        else:
+            variables, gradients, logs = self._gradients_from_tasks(
+                tape, task_objectives, objective, plain_objective, auxiliary_objective, task_losses
+            )
+            del tape
+        gradients = self._weighting_gradients_once(gradients, variables, num_replicas)
         self.optimizer.apply(gradients, variables)
-        return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
+        results = self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
+        weights = logs.pop("weights") if "weights" in logs else weighting.task_weights()
+        for i, task in enumerate(self.tasks):
+            results[f"{task.name}_weight"] = weights[i]
+        return {**results, **logs}
+
+    def _gradients_from_tasks(
+        self,
+        tape: tf.GradientTape,
+        task_objectives: list,
+        objective: Any,
+        plain_objective: Any,
+        auxiliary_objective: Any,
+        task_losses: Any,
+    ) -> tuple:
+        """Gradients when each task's gradient of the shared parameters is needed.
+
+        For a gradient-level strategy the shared parameters get its combination of
+        the tasks' global gradients and every other parameter its own task's plain
+        gradient; for a loss-level one (with the conflict monitor on) the usual
+        gradient of the combined loss.
+        """
+        shared = self.shared_variables
+        rows = [replicas.flatten(tape.gradient(task_objective, shared), shared) for task_objective in task_objectives]
+        task_gradients = replicas.sum_over_replicas(tf.stack(rows))
+        logs = gradient_cosines(self.tasks, task_gradients) if self.monitor_gradients else {}
+        if not self.weighting.uses_task_gradients:
+            variables = self.trained_variables
+            return variables, tape.gradient(objective, variables), logs
+        combined, logs["weights"] = self.weighting.combine_gradients(task_gradients, task_losses)
+        # `combined` is identical on every replica and the optimizer sums over replicas.
+        shared_gradients = replicas.unflatten(combined / replicas.num_replicas(), shared)
+        if auxiliary_objective is not None:
+            auxiliary = tape.gradient(auxiliary_objective, shared)
+            shared_gradients = [g if a is None else g + tf.convert_to_tensor(a) for g, a in zip(shared_gradients, auxiliary)]
+        shared_ids = {id(v) for v in shared}
+        others = [v for v in self.trained_variables if id(v) not in shared_ids]
+        return shared + others, shared_gradients + tape.gradient(plain_objective, others), logs
+
+    def _weighting_gradients_once(self, gradients: list, variables: list, num_replicas: int) -> list:
+        """The strategy's own variables see global losses, so each replica has the whole gradient."""
+        if num_replicas == 1 or not self.weighting.trainable_variables:
+            return gradients
+        own = {id(v) for v in self.weighting.trainable_variables}
+        return [g / num_replicas if id(v) in own and g is not None else g for g, v in zip(gradients, variables)]
 
     def test_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         logits = self.task_logits(x, training=False)
         labelled = self._labelled(y, sample_weight)
-        task_losses = self._task_losses(labelled, logits)
+        task_losses = replicas.with_global_value(self._task_losses(labelled, logits))
         loss = self.weighting.combine(task_losses) if self.weighting else ops.sum(task_losses)
         return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
 
