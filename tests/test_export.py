@@ -352,7 +352,7 @@ def test_cli_predict_streams_chunks_and_writes_one_column_per_output(serving_set
     data.to_csv(path, index=False) if suffix == ".csv" else data.to_parquet(path)
     out = tmp_path / f"predictions{suffix}"
     status = main(["predict", "--model", str(tmp_path / "model.keras"), "--data", str(path), "--out", str(out),
-                   "--chunk-rows", "7", "--batch-size", "4", "--keep", "row_id"])
+                   "--chunk-rows", "16", "--batch-size", "8", "--keep", "row_id"])
     assert status == 0
     written = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     race = [f"race_{c}" for c in tasks[3].classes]

@@ -31,13 +31,14 @@ def typical_inputs(spec: FeatureSpec, rows: int) -> dict[str, np.ndarray]:
             inputs[feature.name] = np.full(rows, feature.mean, np.float32)
             continue
         vocabulary = list(getattr(feature, "vocabulary", ())) or [missing_value(feature)]
-        picked = [vocabulary[i % len(vocabulary)] for i in range(rows)]
+        take = 2 if isinstance(feature, ListFeature) else 1
+        picked = [vocabulary[i % len(vocabulary) :][:take] for i in range(rows)]
         if isinstance(feature, ListFeature):
-            picked = [feature.separator.join(vocabulary[i % len(vocabulary) :][:2]) for i in range(rows)]
-        if feature.dtype == INT64:
-            inputs[feature.name] = np.array([int(v) for v in picked], np.int64)
+            inputs[feature.name] = np.array([feature.separator.join(values) for values in picked], object)
+        elif feature.dtype == INT64:
+            inputs[feature.name] = np.array([int(value) for (value,) in picked], np.int64)
         else:
-            inputs[feature.name] = np.array([str(v) for v in picked], object)
+            inputs[feature.name] = np.array([str(value) for (value,) in picked], object)
     return inputs
 
 
@@ -59,7 +60,8 @@ def warmup_logs(spec: FeatureSpec, inputs: Mapping[str, np.ndarray]) -> list:
         examples.inputs[TF_EXAMPLE_INPUT].CopyFrom(
             tf.make_tensor_proto(serialize_examples(spec, batch), dtype=tf.string)
         )
-        logs += [prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=r)) for r in (raw, examples)]
+        for request in (raw, examples):
+            logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs
 
 
