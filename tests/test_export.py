@@ -404,3 +404,27 @@ def test_readme_rest_request_matches_the_census_signature(census_spec):
     for name, spec in signature.items():
         assert isinstance(instance[name], python_types[spec.dtype.name]), name
     assert set(response["predictions"][0]) == {"income", "marital"}
+
+
+class ChainedSharedBottom(SharedBottom):
+    """A model that, like a task chain (ESMM's ctcvr), returns a derived output beside its tasks."""
+
+    def call(self, inputs, training=None):
+        outputs = super().call(inputs, training=training)
+        return {**outputs, "income x marital": outputs["income"] * outputs["marital"]}
+
+
+def test_every_named_output_of_call_is_exported_including_derived_ones(tiny, tmp_path):
+    import tensorflow as tf
+
+    model, _, test = tiny
+    chained = ChainedSharedBottom(model.feature_spec, model.tasks, bottom_units=[8], tower_units=[4])
+    version = export_saved_model(chained, tmp_path / "chained")
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    assert set(signature.structured_outputs) == {"income", "marital", "income_x_marital"}
+    inputs = chained.feature_spec.input_arrays(test)
+    served = signature(**{signature_name(k): tf.constant(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(served["income_x_marital"], served["income"] * served["marital"], rtol=1e-6)
+    described = json.loads((version / "assets.extra" / "tfmtl_signatures.json").read_text())["outputs"]
+    assert described["income_x_marital"] == {"model_output": "income x marital", "kind": "derived",
+                                             "dtype": "float32", "shape": [-1]}
