@@ -14,7 +14,7 @@ def test_dataset_batches_inputs_labels_and_weights(census, census_spec):
     train, _ = census
     tasks = [tfmtl.Task("income", "binary", sample_weight="age"), tfmtl.Task("marital", "binary")]
     spec = tfmtl.FeatureSpec.infer(train, exclude=["income", "marital", "age"])
-    ds = dataset(train, spec, tasks, batch_size=512)
+    ds = dataset(train, spec, tasks, batch_size=512, preprocess=False)
     x, y, w = next(iter(ds))
     assert set(x) == set(spec.names) and x["age" if "age" in x else "education"].shape[0] == 512
     assert x["education"].dtype.name == "string"
@@ -26,7 +26,7 @@ def test_dataset_batches_inputs_labels_and_weights(census, census_spec):
 
 def test_dataset_shuffles_each_epoch_and_covers_every_row(census, census_spec, census_tasks):
     train, _ = census
-    ds = dataset(train, census_spec, census_tasks, batch_size=1000, shuffle=True, seed=3)
+    ds = dataset(train, census_spec, census_tasks, batch_size=1000, shuffle=True, seed=3, preprocess=False)
     first = np.concatenate([b[0]["age"].numpy() for b in ds])
     second = np.concatenate([b[0]["age"].numpy() for b in ds])
     assert not np.array_equal(first, second)
@@ -34,8 +34,25 @@ def test_dataset_shuffles_each_epoch_and_covers_every_row(census, census_spec, c
 
 
 def test_dataset_without_tasks_yields_inputs_only(census, census_spec):
-    x = next(iter(dataset(census[1], census_spec, batch_size=8)))
+    x = next(iter(dataset(census[1], census_spec, batch_size=8, preprocess=False)))
     assert isinstance(x, dict) and x["age"].shape == (8,)
+    x = next(iter(dataset(census[1], census_spec, batch_size=8)))
+    assert set(x) == {"embedding_8d/ids", "numeric/values"}
+    assert x["embedding_8d/ids"].shape == (8, len(census_spec.of_kind("categorical")))
+
+
+def test_shuffle_is_reproducible_and_covers_every_row_once(census, census_spec, census_tasks):
+    def orders(seed):
+        ds = dataset(census[0], census_spec, census_tasks, batch_size=300, shuffle=True, seed=seed)
+        return [np.concatenate([b[1]["income"].numpy() for b in ds]) for _ in range(2)], ds
+
+    (a1, a2), ds = orders(5)
+    (b1, b2), _ = orders(5)
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert len(a1) == len(census[0]) and sorted(a1) == sorted(census[0]["income"])
+    sizes = [int(b[1]["income"].shape[0]) for b in ds]
+    assert sizes[:-1] == [300] * (len(sizes) - 1) and sizes[-1] == len(census[0]) - 300 * (len(sizes) - 1)
 
 
 def test_dataset_bad_input(census, census_spec, census_tasks):

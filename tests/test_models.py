@@ -57,6 +57,15 @@ def test_save_and_load_round_trip(name, census, census_spec, census_tasks, tmp_p
     loaded.fit(dataset(train.head(512), census_spec, census_tasks, batch_size=256), epochs=1, verbose=0)
 
 
+def test_raw_and_preprocessed_inputs_give_the_same_predictions(census, census_spec, census_tasks):
+    model = MMoE(census_spec, census_tasks, num_experts=3)
+    test = census[1].head(500)
+    raw = model.predict(dataset(test, census_spec, batch_size=128, preprocess=False), verbose=0)
+    prepared = model.predict(dataset(test, census_spec, batch_size=128), verbose=0)
+    for task in raw:
+        np.testing.assert_allclose(raw[task], prepared[task], rtol=1e-6, atol=1e-7)
+
+
 def test_config_round_trip_builds_the_same_model(census_spec, census_tasks):
     model = MMoE(census_spec, census_tasks, num_experts=3, expert_units=[8, 4], tower_units=[])
     clone = MMoE.from_config(model.get_config())
@@ -174,7 +183,7 @@ def test_bad_construction_and_compile_arguments(census_spec, census_tasks):
 
 def test_missing_feature_at_call_time_is_named(census, census_spec, census_tasks):
     model = MMoE(census_spec, census_tasks, num_experts=2)
-    x = dict(next(iter(dataset(census[1], census_spec, batch_size=4))))
+    x = dict(next(iter(dataset(census[1], census_spec, batch_size=4, preprocess=False))))
     del x["education"]
     with pytest.raises(InputError, match=r"missing feature\(s\) \['education'\]"):
         model(x)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
+from tfmtl.layers.feature_encoder import FeatureEncoder
 from tfmtl.tasks.task import Task, check_tasks
 
 
@@ -37,6 +38,20 @@ def model_arrays(
     return inputs, labels, {t.name: t.weight_values(df) for t in tasks}
 
 
+PREPROCESS_CHUNK = 65_536
+
+
+def preprocessed(inputs: dict[str, tf.Tensor], features: FeatureSpec) -> dict[str, tf.Tensor]:
+    """Runs the preprocessing of `features` over whole columns, in chunks to bound memory."""
+    encoder = FeatureEncoder(features)  # its tables are never built: preprocessing only
+    rows = int(tf.shape(next(iter(inputs.values())))[0])
+    chunks = [
+        encoder.preprocess({k: v[start : start + PREPROCESS_CHUNK] for k, v in inputs.items()})
+        for start in range(0, rows, PREPROCESS_CHUNK)
+    ]
+    return {key: tf.concat([chunk[key] for chunk in chunks], axis=0) for key in chunks[0]}
+
+
 def dataset(
     df: pd.DataFrame,
     features: FeatureSpec,
@@ -46,14 +61,19 @@ def dataset(
     shuffle: bool = False,
     seed: int | None = None,
     drop_remainder: bool = False,
+    preprocess: bool = True,
 ) -> tf.data.Dataset:
     """Returns a batched, prefetched `tf.data.Dataset` of raw model inputs (and labels).
 
     Elements are `inputs`, `(inputs, labels)` or `(inputs, labels, sample_weights)`
     dicts, as `MultiTaskModel.fit`, `evaluate` and `predict` expect. Columns are
-    converted and checked once; batches are then gathered from whole-column tensors
-    (one gather per column and batch, no per-example Python), with the order
-    reshuffled every epoch when `shuffle` is set.
+    converted and checked once, and with `preprocess` (the default) the model's
+    preprocessing (vocabulary lookups, hashing, standardisation) runs once over whole
+    columns, so training steps only gather embeddings: the model accepts these
+    preprocessed inputs as well as raw ones (`preprocess=False`, which is what a
+    saved or served model is given). Batches are then gathered from whole-column
+    tensors (one gather per column and batch, no per-example Python), with the
+    order reshuffled every epoch when `shuffle` is set.
 
     Example:
 
@@ -69,13 +89,34 @@ def dataset(
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
     arrays = model_arrays(df, features, tasks)
     columns = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+    if preprocess:
+        columns = (preprocessed(columns[0], features), *columns[1:])
     columns = columns[0] if len(columns) == 1 else columns
-    indices = tf.data.Dataset.range(len(df))
-    if shuffle:
-        indices = indices.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    batches = batch_indices(len(df), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
 
     def gather(index: tf.Tensor) -> Any:
         return tf.nest.map_structure(lambda column: tf.gather(column, index), columns)
 
     return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def batch_indices(
+    rows: int, batch_size: int, *, shuffle: bool = False, seed: int | None = None, drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """A dataset of row-index batches; with `shuffle`, a new permutation every epoch.
+
+    The permutation is drawn as one tensor per pass (not by a per-element shuffle
+    buffer), so the cost per epoch is one shuffle of the index vector.
+    """
+    num_batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
+
+    def epoch(pass_seed: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(rows, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([pass_seed, 0]))
+        return tf.data.Dataset.range(num_batches).map(lambda b: order[b * batch_size : (b + 1) * batch_size])
+
+    # One seed per pass over the data: the same sequence of permutations for a given `seed`.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    # flat_map hides the length; Keras needs it for progress bars and step counting.
+    return seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(num_batches))

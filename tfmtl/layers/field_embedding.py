@@ -139,7 +139,25 @@ class FieldEmbedding(keras.layers.Layer):
         values = columns[0] if len(columns) == 1 else tf.concat(columns, axis=1)
         return tf.add(tf.constant(prefixes), values)
 
-    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    @property
+    def ids_key(self) -> str:
+        """The key under which `lookup_ids` results are passed instead of raw values."""
+        return f"{self.name}/ids"
+
+    @property
+    def list_feature_names(self) -> list[str]:
+        return [f.name for f in self._list_features]
+
+    @property
+    def has_fixed_fields(self) -> bool:
+        return bool(self._vocab_features or self._hashed_features)
+
+    def lookup_ids(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Table rows of the single-valued (vocabulary and hashed) features, `(batch, fields)` int32.
+
+        This is all the preprocessing of those features: an input pipeline can run
+        it once and pass the result under `ids_key` instead of the raw values.
+        """
         rows = []
         if self._vocab_features:
             keys = self._stacked_keys(inputs, self._vocab_features, self._lookup_prefixes[: len(self._vocab_features)])
@@ -149,9 +167,13 @@ class FieldEmbedding(keras.layers.Layer):
         if self._hashed_features:
             keys = self._stacked_keys(inputs, self._hashed_features, self._hash_prefixes)
             rows.append(tf.cast(self.hashing(keys), tf.int32) + self._hash_offset)
+        return tf.concat(rows, axis=1) if len(rows) > 1 else rows[0]
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         fields = []
-        if rows:
-            fields.append(self.embedding(tf.concat(rows, axis=1) if len(rows) > 1 else rows[0]))
+        if self.has_fixed_fields:
+            ids = inputs[self.ids_key] if self.ids_key in inputs else self.lookup_ids(inputs)
+            fields.append(self.embedding(ids))
         if self._list_features:
             fields.append(self._pooled_lists(inputs))
         return fields[0] if len(fields) == 1 else tf.concat(fields, axis=1)

@@ -82,7 +82,7 @@ class MixtureOfExperts(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
         experts = self.experts(inputs, training=training)  # (batch, experts, units)
         weights = self.gate(inputs, training=training)  # (batch, gates, experts)
-        mixed = ops.einsum("bge,beu->bgu", weights, experts)
+        mixed = ops.matmul(weights, experts)  # (batch, gates, experts) @ (batch, experts, units)
         if self.num_gates != self.num_tasks:
             mixed = ops.repeat(mixed, self.num_tasks, axis=1)
             weights = ops.repeat(weights, self.num_tasks, axis=1)

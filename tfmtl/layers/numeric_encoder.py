@@ -58,7 +58,14 @@ class NumericEncoder(keras.layers.Layer):
         self.normalization.build((None, len(self.features)))
         super().build(input_shape)
 
+    @property
+    def values_key(self) -> str:
+        """The key under which `call`'s result may be passed instead of raw values."""
+        return f"{self.name}/values"
+
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        if self.values_key in inputs:
+            return inputs[self.values_key]
         values = tf.stack([tf.reshape(tf.cast(inputs[f.name], tf.float32), [-1]) for f in self.features], axis=1)
         missing = tf.math.is_nan(values)
         values = self.normalization(tf.where(missing, tf.constant(self._mean), values))
