@@ -10,6 +10,7 @@ import pytest
 
 from tfmtl.cli.main import main
 from tfmtl.cli.recipe import load_recipe, resolve, shipped_recipe
+from tfmtl.zoo import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "zoo" / "census-income" / "mmoe.toml"
@@ -139,6 +140,5 @@ def test_console_script_runs_as_a_process(files, tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "tfmtl train: error: --model: unknown model 'nope', expected one of "
-        "shared-bottom, mmoe, omoe, ple, cross-stitch, mha-fusion"
+        f"tfmtl train: error: --model: unknown model 'nope', expected one of {', '.join(MODELS)}"
     )

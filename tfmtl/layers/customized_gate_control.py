@@ -83,7 +83,9 @@ class CustomizedGateControl(keras.layers.Layer):
         self.shared_output = shared_output
         self.activation = activation
         self.dropout = dropout
-        self.shared_experts = ParallelMLP(num_shared_experts, self.expert_units, activation, dropout, name="shared_experts")
+        self.shared_experts = ParallelMLP(
+            num_shared_experts, self.expert_units, activation, dropout, name="shared_experts"
+        )
         # Task t's experts are members t * num_task_experts ... (t + 1) * num_task_experts - 1.
         self.task_experts = ParallelMLP(
             num_tasks * num_task_experts, self.expert_units, activation, dropout, name="task_experts"
@@ -124,10 +126,9 @@ class CustomizedGateControl(keras.layers.Layer):
         specific = self.task_experts(per_member, training=training)  # (batch, tasks * own, units)
         units = self.expert_units[-1]
         own = ops.reshape(specific, (-1, self.num_tasks, self.num_task_experts, units))
-        visible = ops.concatenate(
-            [ops.broadcast_to(shared[:, None], (ops.shape(shared)[0], self.num_tasks, self.num_shared_experts, units)), own],
-            axis=2,
-        )  # (batch, tasks, shared + own, units)
+        every_task = (ops.shape(shared)[0], self.num_tasks, self.num_shared_experts, units)
+        # (batch, tasks, shared + own, units)
+        visible = ops.concatenate([ops.broadcast_to(shared[:, None], every_task), own], axis=2)
         weights = self.task_gates(task_inputs, training=training)  # (batch, tasks, shared + own)
         outputs = ops.einsum("bte,bteu->btu", weights, visible)
         if self.shared_gate is None:
