@@ -86,10 +86,14 @@ class TaskAttentionFusion(keras.layers.Layer):
             attention_mask = ops.broadcast_to(
                 ops.cast(token_mask, "bool")[:, None, :], (ops.shape(tokens)[0], self.num_tasks, ops.shape(tokens)[1])
             )
-        outputs, scores = self.attention(
-            queries, tokens, attention_mask=attention_mask, return_attention_scores=True, training=training
+        # Without scores Keras can use its fused dot-product attention.
+        return self.attention(
+            queries,
+            tokens,
+            attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
         )
-        return (outputs, scores) if return_attention_scores else outputs
 
     def compute_output_shape(self, tokens_shape: tuple) -> tuple:
         return (tokens_shape[0], self.num_tasks, tokens_shape[-1])

@@ -103,13 +103,13 @@ class MHAFusion(MultiTaskModel):
 
     def body(self, encoded: Any, training: bool | None = None, fields: Any = None) -> Any:
         """Experts over `encoded`, then the tasks' attention over them (and `fields`, if given)."""
-        return self._fuse(encoded, fields, training)[0]
+        return self._fuse(encoded, fields, training)
 
-    def _fuse(self, encoded: Any, fields: Any, training: bool | None) -> tuple:
+    def _fuse(self, encoded: Any, fields: Any, training: bool | None, return_attention_scores: bool = False) -> Any:
         tokens = self.experts(encoded, training=training)
         if fields is not None:
             tokens = ops.concatenate([tokens, fields], axis=1)
-        return self.fusion(tokens, training=training, return_attention_scores=True)
+        return self.fusion(tokens, training=training, return_attention_scores=return_attention_scores)
 
     def _shared_inputs(self, inputs: Mapping[str, Any], training: bool | None) -> tuple:
         """(what the experts read, the field tokens the tasks attend over or None)."""
@@ -137,7 +137,7 @@ class MHAFusion(MultiTaskModel):
         Returns `(batch, tasks, tokens)` for raw `inputs`; each row sums to 1.
         """
         encoded, fields = self._shared_inputs(inputs, training=False)
-        _, scores = self._fuse(encoded, fields, training=False)
+        _, scores = self._fuse(encoded, fields, training=False, return_attention_scores=True)
         return ops.mean(scores, axis=1)
 
     def get_config(self) -> dict[str, Any]:
