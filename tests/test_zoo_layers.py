@@ -162,7 +162,7 @@ def test_stacked_cgc_levels_with_shared_gate_are_ple():
         loss = tf.reduce_sum(last(inner(x, training=True), training=True))
     variables = inner.trainable_variables + last.trainable_variables
     assert all(np.abs(g.numpy()).sum() > 0 for g in tape.gradient(loss, variables))
-    with pytest.raises(ValueError, match="gate name"):
+    with pytest.raises(InputError, match="gate: expected a gate name"):
         layers.CustomizedGateControl(2, 1, 1, [4], gate=layers.SoftmaxGate(2, 2))
     with pytest.raises(ValueError, match="must be >= 1"):
         layers.CustomizedGateControl(2, 0, 1, [4])

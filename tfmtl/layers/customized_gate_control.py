@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfmtl.layers.gates import get_gate
+from tfmtl.layers.gates import gate_kind, get_gate
 from tfmtl.layers.parallel_mlp import ParallelMLP
 
 
@@ -90,9 +90,7 @@ class CustomizedGateControl(keras.layers.Layer):
         self.task_experts = ParallelMLP(
             num_tasks * num_task_experts, self.expert_units, activation, dropout, name="task_experts"
         )
-        if not isinstance(gate, (str, Mapping)) or (isinstance(gate, Mapping) and "class_name" in gate):
-            raise ValueError(f"gate: expected a gate name or {{'name': ..., **options}}, got {gate!r}")
-        self.gate = gate if isinstance(gate, str) else dict(gate)
+        self.gate = gate_kind(gate)  # one kind, two sizes: task gates and the shared gate
         self.task_gates = get_gate(self.gate, num_tasks, num_shared_experts + num_task_experts, name="task_gates")
         self.shared_gate = get_gate(self.gate, 1, self.num_experts, name="shared_gate") if shared_output else None
 

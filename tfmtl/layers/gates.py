@@ -23,6 +23,15 @@ GATES: dict[str, type[keras.layers.Layer]] = {
 GateSpec = str | Mapping[str, Any] | keras.layers.Layer
 
 
+def gate_kind(gate: str | Mapping[str, Any]) -> str | dict[str, Any]:
+    """Checks a gate kind, a name or `{"name": ..., **options}`, and returns it as plain data for configs."""
+    if isinstance(gate, str):
+        return gate
+    if isinstance(gate, Mapping) and "class_name" not in gate:
+        return dict(gate)
+    raise InputError(f"gate: expected a gate name or {{'name': ..., **options}}, got {gate!r}")
+
+
 def get_gate(gate: GateSpec, num_gates: int, num_experts: int, name: str = "gate") -> keras.layers.Layer:
     """Returns a gate layer of `num_gates` gates over `num_experts` experts.
 

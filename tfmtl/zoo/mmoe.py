@@ -8,6 +8,7 @@ from typing import Any
 import keras
 
 from tfmtl.features.spec import FeatureSpec
+from tfmtl.layers.gates import gate_kind
 from tfmtl.layers.mixture_of_experts import MixtureOfExperts
 from tfmtl.tasks.task import Task
 from tfmtl.zoo.multi_task_model import MultiTaskModel
@@ -61,7 +62,7 @@ class MMoE(MultiTaskModel):
         self.num_experts = num_experts
         self.expert_units = [int(u) for u in expert_units]
         self.expert_activation = expert_activation
-        self.gate = gate if isinstance(gate, str) else dict(gate)
+        self.gate = gate_kind(gate)
         self.mixture = MixtureOfExperts(
             len(self.tasks),
             num_experts,

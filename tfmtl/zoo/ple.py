@@ -10,6 +10,7 @@ import keras
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.customized_gate_control import CustomizedGateControl
+from tfmtl.layers.gates import gate_kind
 from tfmtl.tasks.task import Task
 from tfmtl.zoo.multi_task_model import MultiTaskModel
 
@@ -70,7 +71,7 @@ class PLE(MultiTaskModel):
         self.num_task_experts = num_task_experts
         self.expert_units = [int(u) for u in expert_units]
         self.expert_activation = expert_activation
-        self.gate = gate if isinstance(gate, str) else dict(gate)
+        self.gate = gate_kind(gate)
         self.levels = [
             CustomizedGateControl(
                 len(self.tasks),
