@@ -84,7 +84,8 @@ class ParallelDense(keras.layers.Layer):
             # One GEMM against all members' kernels: cheaper than the einsum's broadcast.
             outputs = ops.tensordot(inputs, self.kernel, axes=[[1], [1]])
         else:
-            outputs = ops.einsum("bpi,piu->bpu", inputs, self.kernel)
+            # Members first for a batched matmul: faster than the equivalent einsum.
+            outputs = ops.transpose(ops.matmul(ops.transpose(inputs, (1, 0, 2)), self.kernel), (1, 0, 2))
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)

@@ -136,7 +136,7 @@ class MultiTaskModel(keras.Model):
     def task_logits(self, inputs: Mapping[str, Any], training: bool | None = None) -> list:
         """Returns each task's logits: `(batch,)`, or `(batch, classes)` for multiclass."""
         missing = [name for name in self.feature_spec.names if name not in inputs]
-        if missing:
+        if missing and not self.encoder.is_preprocessed(inputs):
             raise InputError(f"model input is missing feature(s) {missing}")
         logits = self.towers(self.task_representations(inputs, training=training), training=training)
         return [
@@ -304,6 +304,10 @@ class MultiTaskModel(keras.Model):
             )
             del tape
         gradients = self._weighting_gradients_once(gradients, variables, num_replicas)
+        # Embedding gradients arrive as IndexedSlices with repeated rows; Keras' Adam
+        # would sum them twice (for g and g^2) and square before summing. Summing
+        # once here is both faster and the exact Adam update.
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply(gradients, variables)
         results = self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
         weights = logs.pop("weights") if "weights" in logs else weighting.task_weights()
