@@ -1,0 +1,128 @@
+"""What every system's runner of `compare_peers.py` shares: arguments, data, timing, the result line.
+
+Plain Python and NumPy, so it runs in any of the runners' environments (tfmtl's,
+DeepCTR's with TensorFlow 2.15, torch-rechub's with PyTorch). A runner is started
+as a subprocess by `compare_peers.py` with the Python of its own environment:
+
+    PYTHON benchmarks/peers/RUNNER.py --data DIR --model mmoe --seed 1 [--epochs 2] ...
+
+`DIR` is what `compare_peers.py` wrote once for all systems: `arrays.npz` (the
+encoded inputs, `train__NAME`/`test__NAME`: category ids with 0 for a value not
+seen in training, numbers standardised with training statistics; and the labels
+`train__labels`/`test__labels`, one column per task), `meta.json` (feature kinds,
+vocabulary sizes, task names, the reference configuration) and, for tfmtl, the
+raw `train.parquet`/`test.parquet`. The runner trains, predicts the test set,
+writes its predictions to `--predictions` and prints one line `RESULT {json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULT_PREFIX = "RESULT "
+MODELS = ("mmoe", "shared-bottom", "ple")
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", required=True, help="the folder compare_peers.py wrote")
+    parser.add_argument("--model", choices=MODELS, default="mmoe")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, help="default: the reference configuration's")
+    parser.add_argument("--batch-size", type=int, help="default: the reference configuration's")
+    parser.add_argument("--num-experts", type=int, help="MMoE only; default: the reference configuration's")
+    parser.add_argument("--num-tasks", type=int, default=2, help="the first N tasks of meta.json (2 real ones first)")
+    parser.add_argument("--predict-batch-size", type=int, default=8192)
+    parser.add_argument("--skip-predict", action="store_true", help="train only (scaling runs)")
+    parser.add_argument("--predictions", help="write the test predictions here (.npy, one column per task)")
+    args = parser.parse_args()
+    meta = read_meta(args.data)
+    args.epochs = args.epochs or meta["training"]["epochs"]
+    args.batch_size = args.batch_size or meta["training"]["batch_size"]
+    args.num_experts = args.num_experts or meta["models"]["mmoe"]["num_experts"]
+    args.tasks = meta["tasks"][: args.num_tasks]
+    if len(args.tasks) != args.num_tasks:
+        parser.error(f"--num-tasks: at most {len(meta['tasks'])}")
+    return args
+
+
+def read_meta(folder: str) -> dict[str, Any]:
+    return json.loads((Path(folder) / "meta.json").read_text())
+
+
+def model_settings(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
+    """The model's sizes from the reference recipes, with this run's number of experts."""
+    settings = dict(meta["models"][args.model])
+    if args.model == "mmoe":
+        settings["num_experts"] = args.num_experts
+    return settings
+
+
+def encoded_arrays(folder: str, num_tasks: int) -> tuple[dict, np.ndarray, dict, np.ndarray]:
+    """`(train_inputs, train_labels, test_inputs, test_labels)`: inputs keyed by feature, labels `(rows, tasks)`."""
+    with np.load(Path(folder) / "arrays.npz") as arrays:
+        split = {"train": {}, "test": {}}
+        for key in arrays.files:
+            part, name = key.split("__", 1)
+            split[part][name] = arrays[key]
+    train_labels, test_labels = split["train"].pop("labels"), split["test"].pop("labels")
+    return split["train"], train_labels[:, :num_tasks], split["test"], test_labels[:, :num_tasks]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB.
+
+    Linux's `VmHWM` of this process image. `getrusage`'s `ru_maxrss` is not used where
+    `/proc` has it: Linux carries it over from the launching process across `exec`,
+    so every runner would report at least `compare_peers.py`'s own peak.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Stopwatch:
+    """`with Stopwatch() as watch: ...`, then `watch.seconds`."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def finish(args: argparse.Namespace, result: dict[str, Any], predictions: np.ndarray | None,
+           train_rows: int, test_rows: int) -> None:
+    """Adds throughputs and peak memory, saves the predictions and prints the result line."""
+    result.update(
+        model=args.model, seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+        num_experts=args.num_experts if args.model == "mmoe" else None, num_tasks=len(args.tasks),
+        train_rows=train_rows, test_rows=test_rows,
+        train_examples_per_second=args.epochs * train_rows / result["fit_seconds"],
+        peak_rss_mb=peak_rss_mb(),
+    )
+    if predictions is not None:
+        predictions = np.asarray(predictions, dtype=np.float32).reshape(test_rows, len(args.tasks))
+        result["predict_examples_per_second"] = test_rows / result["predict_seconds"]
+        if args.predictions:
+            np.save(args.predictions, predictions)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def quiet() -> None:
+    """Less log noise from TensorFlow and progress bars; set before the frameworks are imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    sys.stdout.reconfigure(line_buffering=True)
