@@ -37,7 +37,7 @@ def test_train_then_evaluate(model, files, tmp_path, capsys):
     code, stdout, stderr = run(
         capsys, "train", "--model", model, "--train-data", str(files / "train.csv.gz"),
         "--test-data", str(files / "test.parquet"), "--task", "income:binary", "--task", "never_married:binary:marital",
-        "--epochs", "2", "--batch-size", "256", "--seed", "1", "--out", str(out), "--verbose", "0",
+        "--epochs", "2", "--batch-size", "256", "--learning-rate", "0.01", "--seed", "1", "--out", str(out), "--verbose", "0",
     )  # fmt: skip
     assert code == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
