@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="copy COL (e.g. an id) from --data to --out; repeat for more")
     predict.add_argument("--batch-size", type=int, default=8192)
     predict.add_argument("--chunk-rows", type=int, default=65_536, help="rows read, predicted and written at a time")
+    from tfmtl.cli.tune import add_tune_parser
+
+    add_tune_parser(commands)
     return parser
 
 
@@ -144,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipe = load_recipe(args.recipe) if args.recipe else None
             config = resolve(recipe, train_flags(args))
             run_training(config, out=args.out, metrics_json=args.metrics_json, verbose=args.verbose)
+        elif args.command == "tune":
+            from tfmtl.cli.tune import run_tune_command
+
+            run_tune_command(args)
         elif args.command == "export":
             from tfmtl.cli.export import run_export
 
