@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+from keras import ops
 
 from tfmtl.layers.parallel_dense import ParallelDense
 from tfmtl.layers.parallel_mlp import ParallelMLP
@@ -27,7 +28,8 @@ class TaskTowers(keras.layers.Layer):
             `(batch, num_tasks, input_dim)`, one representation per task.
 
     Returns:
-        Logits of shape `(batch, num_tasks, output_units)`.
+        Logits of shape `(batch, num_tasks, output_units)`; `hidden_representations`
+        and `output_logits` are the two halves of the call.
 
     Example:
 
@@ -67,6 +69,24 @@ class TaskTowers(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         x = inputs if self.hidden is None else self.hidden(inputs, training=training)
         return self.output_layer(x)
+
+    def hidden_representations(self, inputs: Any, training: bool | None = None) -> Any:
+        """Each tower's last hidden layer, `(batch, num_tasks, units[-1])`, before its output layer.
+
+        Models that pass information between towers (AITM) work on these, then call
+        `output_logits`. Without hidden layers, the input itself (one per tower).
+        """
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        if self.hidden is not None:
+            return self.hidden(inputs, training=training)
+        if len(inputs.shape) == 2:
+            return ops.repeat(ops.expand_dims(inputs, 1), self.num_tasks, axis=1)
+        return inputs
+
+    def output_logits(self, hidden: Any) -> Any:
+        """The output layers on per-tower representations `(batch, num_tasks, dim)`: the logits."""
+        return self.output_layer(hidden)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.num_tasks, self.output_units)

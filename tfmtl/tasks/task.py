@@ -29,6 +29,13 @@ class Task:
     (softmax, cross-entropy; accuracy and log loss). A missing label (NaN) leaves the
     example out of this task's loss and metrics only.
 
+    A binary task with a `parent` is a step of a funnel that can only happen after
+    its parent's (impression -> click -> conversion): its label is the entire-space
+    outcome on every example (converted, whether clicked or not), its named output
+    the entire-space probability, and the model also outputs its probability given
+    the parent's step under the name `conditional_output` (`conditional_name`, or
+    `<name>_conditional`). Chains may be of any length.
+
     Args:
         name: the output's name; also the label column unless `label` is given.
         kind: `"binary"`, `"regression"` or `"multiclass"`.
@@ -36,11 +43,17 @@ class Task:
         loss_weight: weight of this task's loss under static weighting.
         sample_weight: optional column of per-example weights for this task.
         classes: the class values of a multiclass task, in output order.
+        parent: the name of the binary task whose step must happen first.
+        conditional_name: the output name of the probability given the parent's step.
 
     Example:
 
     ```python
     tasks = [Task("income", "binary"), Task("rating", "regression", label="stars")]
+    esmm_tasks = [   # outputs ctr, ctcvr and cvr = P(conversion | click)
+        Task("ctr", "binary", label="click"),
+        Task("ctcvr", "binary", label="conversion", parent="ctr", conditional_name="cvr"),
+    ]
     ```
     """
 
@@ -50,6 +63,8 @@ class Task:
     loss_weight: float = 1.0
     sample_weight: str | None = None
     classes: tuple | None = None
+    parent: str | None = None
+    conditional_name: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -66,6 +81,25 @@ class Task:
                 raise InputError(f"task {self.name!r}: a multiclass task needs at least 2 classes")
         if self.loss_weight < 0:
             raise InputError(f"task {self.name!r}: loss_weight must be >= 0, got {self.loss_weight}")
+        if self.parent is not None:
+            if not isinstance(self.parent, str) or not self.parent or self.parent == self.name:
+                raise InputError(f"task {self.name!r}: parent must be the name of another task, got {self.parent!r}")
+            if self.kind != BINARY:
+                raise InputError(f"task {self.name!r}: only binary tasks can have a parent, this one is {self.kind}")
+        if self.conditional_name is not None:
+            if self.parent is None:
+                raise InputError(f"task {self.name!r}: conditional_name needs a parent task")
+            if not isinstance(self.conditional_name, str) or self.conditional_name in ("", self.name):
+                raise InputError(
+                    f"task {self.name!r}: conditional_name must be a new output name, got {self.conditional_name!r}"
+                )
+
+    @property
+    def conditional_output(self) -> str | None:
+        """The output name of this task's probability given its parent's step (None without a parent)."""
+        if self.parent is None:
+            return None
+        return self.conditional_name or f"{self.name}_conditional"
 
     @property
     def output_units(self) -> int:
@@ -188,7 +222,7 @@ class Task:
 
 
 def check_tasks(tasks: Sequence[Task]) -> list[Task]:
-    """Validates a task list: at least one task, unique names; returns it as a list."""
+    """Validates a task list: at least one task, unique output names, sound chains; returns it as a list."""
     tasks = list(tasks)
     if not tasks:
         raise InputError("tasks: a multi-task model needs at least one task")
@@ -199,4 +233,45 @@ def check_tasks(tasks: Sequence[Task]) -> list[Task]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(f"tasks: duplicate task names {duplicates}")
+    by_name = {t.name: t for t in tasks}
+    for task in tasks:
+        if task.parent is None:
+            continue
+        parent = by_name.get(task.parent)
+        if parent is None:
+            raise InputError(f"task {task.name!r}: parent {task.parent!r} is not one of the tasks {names}")
+        if parent.kind != BINARY:
+            raise InputError(f"task {task.name!r}: parent {parent.name!r} must be a binary task, it is {parent.kind}")
+    outputs = names + [t.conditional_output for t in tasks if t.parent is not None]
+    taken = sorted({n for n in outputs if outputs.count(n) > 1})
+    if taken:
+        raise InputError(f"tasks: output name(s) {taken} used twice; give the chained task another conditional_name")
+    task_chains(tasks)  # raises on a cycle
     return tasks
+
+
+def task_chains(tasks: Sequence[Task]) -> list[list[int]]:
+    """For each task, the indices of the tasks along its chain: its root first, itself last.
+
+    A task without a parent is a chain of one. Parents must be among `tasks`.
+
+    Example:
+
+    ```python
+    tasks = [Task("click", "binary"), Task("cart", "binary", parent="click"),
+             Task("purchase", "binary", parent="cart")]
+    task_chains(tasks)   # [[0], [0, 1], [0, 1, 2]]
+    ```
+    """
+    index = {t.name: i for i, t in enumerate(tasks)}
+    chains = []
+    for i in range(len(tasks)):
+        chain = [i]
+        while tasks[chain[0]].parent is not None:
+            parent = index[tasks[chain[0]].parent]
+            if parent in chain:
+                cycle = " -> ".join(tasks[j].name for j in [parent, *chain])
+                raise InputError(f"tasks: the parents form a cycle {cycle}")
+            chain.insert(0, parent)
+        chains.append(chain)
+    return chains

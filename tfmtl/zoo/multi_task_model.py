@@ -14,7 +14,8 @@ from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.feature_encoder import FeatureEncoder
 from tfmtl.layers.task_towers import TaskTowers
-from tfmtl.tasks.task import Task, check_tasks
+from tfmtl.tasks.chain import conditional_probability, entire_space_logit
+from tfmtl.tasks.task import Task, check_tasks, task_chains
 from tfmtl.weighting import replicas
 from tfmtl.weighting.base import TaskWeighting
 from tfmtl.weighting.conflict import gradient_cosines
@@ -31,7 +32,10 @@ class MultiTaskModel(keras.Model):
     task gets a tower and a named output (probability, value or class
     probabilities); losses and metrics come from the tasks, with missing labels
     (NaN) masked per task; and `compile(weighting=...)` takes any task-weighting
-    strategy, independent of the architecture.
+    strategy, independent of the architecture. A funnel step chained after another
+    (`Task(parent=...)`) outputs its entire-space probability, the product along
+    the chain of its tower's and its ancestors' (trained on its entire-space
+    label), and its probability given the parent's step as `task.conditional_output`.
 
     Training data is `(features, labels)` or `(features, labels, sample_weights)`
     with dicts keyed by feature name and task name; `tfmtl.data.dataset` makes them.
@@ -45,6 +49,11 @@ class MultiTaskModel(keras.Model):
         fused_embeddings: one embedding table per embedding size (default) or one
             table per feature.
     """
+
+    # A chained task's tower gives its probability given its parent's step and its output is the
+    # product along the chain (ESMM); a model whose towers predict every step's entire-space
+    # probability directly (AITM) sets this to False.
+    chain_product = True
 
     def __init__(
         self,
@@ -116,7 +125,13 @@ class MultiTaskModel(keras.Model):
 
     @property
     def shared_variables(self) -> list:
-        """Trainable variables that several tasks' losses reach (encoder and body)."""
+        """Trainable variables that several tasks' losses reach (encoder and body).
+
+        With chained tasks, all: a child's loss also reaches its parent's tower (and
+        gate), whose weights are stacked with every other task's.
+        """
+        if any(task.parent is not None for task in self.tasks):
+            return list(self.trainable_variables)
         specific = {id(v) for layer in self.task_specific_layers() for v in layer.trainable_variables}
         return [v for v in self.trainable_variables if id(v) not in specific]
 
@@ -133,20 +148,49 @@ class MultiTaskModel(keras.Model):
     def build_from_config(self, config: Mapping[str, Any]) -> None:
         self.build()
 
+    def tower_logits(self, representations: Any, training: bool | None = None) -> Any:
+        """The towers' logits `(batch, tasks, units)` from their input; models that link towers override it."""
+        return self.towers(representations, training=training)
+
     def task_logits(self, inputs: Mapping[str, Any], training: bool | None = None) -> list:
-        """Returns each task's logits: `(batch,)`, or `(batch, classes)` for multiclass."""
+        """Returns the logits of each task's output: `(batch,)`, or `(batch, classes)` for multiclass.
+
+        A chained task's are those of its entire-space probability: what its loss and metrics read.
+        """
+        return self._entire_space_logits(self._step_logits(inputs, training))
+
+    def _step_logits(self, inputs: Mapping[str, Any], training: bool | None) -> list:
+        """Each task's own tower logits (for a chained task under `chain_product`, given its parent's step)."""
         missing = [name for name in self.feature_spec.names if name not in inputs]
         if missing and not self.encoder.is_preprocessed(inputs):
             raise InputError(f"model input is missing feature(s) {missing}")
-        logits = self.towers(self.task_representations(inputs, training=training), training=training)
+        logits = self.tower_logits(self.task_representations(inputs, training=training), training=training)
         return [
             logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
             for i, task in enumerate(self.tasks)
         ]
 
+    def _entire_space_logits(self, steps: list) -> list:
+        if not self.chain_product:
+            return steps
+        return [entire_space_logit([steps[i] for i in chain]) for chain in task_chains(self.tasks)]
+
     def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> dict[str, Any]:
-        logits = self.task_logits(inputs, training=training)
-        return {task.name: task.predictions(z) for task, z in zip(self.tasks, logits)}
+        steps = self._step_logits(inputs, training)
+        logits = self._entire_space_logits(steps)
+        outputs = {task.name: task.predictions(z) for task, z in zip(self.tasks, logits)}
+        return {**outputs, **self._conditional_outputs(steps, logits)}
+
+    def _conditional_outputs(self, steps: list, logits: list) -> dict[str, Any]:
+        """Each chained task's probability given its parent's step, named `task.conditional_output`."""
+        index = {task.name: i for i, task in enumerate(self.tasks)}
+        return {
+            task.conditional_output: ops.sigmoid(steps[i])
+            if self.chain_product
+            else conditional_probability(logits[i], logits[index[task.parent]])
+            for i, task in enumerate(self.tasks)
+            if task.parent is not None
+        }
 
     # ----- training -----------------------------------------------------------------
     def compile(
