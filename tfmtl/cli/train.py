@@ -46,7 +46,8 @@ def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, st
 
 def make_tasks(config: Mapping[str, Any], train: pd.DataFrame) -> list[Task]:
     specs = config.get("tasks") or [
-        {"name": name, "kind": kind} for name, kind in DEFAULT_TASKS.get(config.get("dataset") or "", [])
+        dict(zip(("name", "kind", "label", "parent", "conditional_name"), entry))
+        for entry in DEFAULT_TASKS.get(config.get("dataset") or "", [])
     ]
     if not specs:
         raise InputError("--task: give at least one task as NAME:KIND[:COLUMN]")
