@@ -3,11 +3,13 @@
 from tfmtl.layers.cross_stitch_unit import CrossStitchUnit
 from tfmtl.layers.customized_gate_control import CustomizedGateControl
 from tfmtl.layers.dselect_k_gate import DSelectKGate
+from tfmtl.layers.expectation_calibrator import ExpectationCalibrator
 from tfmtl.layers.feature_encoder import FeatureEncoder
 from tfmtl.layers.field_embedding import FieldEmbedding
 from tfmtl.layers.field_self_attention import FieldSelfAttention
 from tfmtl.layers.field_tokens import FieldTokens
 from tfmtl.layers.gates import GATES, get_gate
+from tfmtl.layers.information_transfer import AdaptiveInformationTransfer
 from tfmtl.layers.mixture_of_experts import MixtureOfExperts
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.noisy_top_k_gate import NoisyTopKGate
@@ -21,9 +23,11 @@ from tfmtl.layers.task_towers import TaskTowers
 __all__ = [
     "GATES",
     "MLP",
+    "AdaptiveInformationTransfer",
     "CrossStitchUnit",
     "CustomizedGateControl",
     "DSelectKGate",
+    "ExpectationCalibrator",
     "FeatureEncoder",
     "FieldEmbedding",
     "FieldSelfAttention",

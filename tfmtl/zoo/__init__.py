@@ -1,6 +1,8 @@
 """Ready-made multi-task models, all on the same MultiTaskModel base."""
 
+from tfmtl.zoo.aitm import AITM
 from tfmtl.zoo.cross_stitch import CrossStitch
+from tfmtl.zoo.esmm import ESMM
 from tfmtl.zoo.mha_fusion import MHAFusion
 from tfmtl.zoo.mmoe import MMoE, OMoE
 from tfmtl.zoo.multi_task_model import MultiTaskModel
@@ -15,6 +17,8 @@ MODELS: dict[str, type[MultiTaskModel]] = {
     "ple": PLE,
     "cross-stitch": CrossStitch,
     "mha-fusion": MHAFusion,
+    "esmm": ESMM,
+    "aitm": AITM,
 }
 
-__all__ = ["CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "SharedBottom"]
+__all__ = ["AITM", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "SharedBottom"]
