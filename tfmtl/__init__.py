@@ -18,11 +18,11 @@ from tfmtl._backend import check_backend
 
 check_backend()
 
-from tfmtl import data, datasets, export, layers, weighting, zoo  # noqa: E402
+from tfmtl import data, datasets, distribute, export, layers, weighting, zoo  # noqa: E402
 from tfmtl.errors import InputError  # noqa: E402
 from tfmtl.features import FeatureSpec  # noqa: E402
 from tfmtl.tasks import Task  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["FeatureSpec", "InputError", "Task", "data", "datasets", "export", "layers", "weighting", "zoo"]
+__all__ = ["FeatureSpec", "InputError", "Task", "data", "datasets", "distribute", "export", "layers", "weighting", "zoo"]

@@ -107,9 +107,14 @@ class FieldEmbedding(keras.layers.Layer):
         self.hashing = keras.layers.Hashing(num_bins=max(hash_bins, 1), name="hashing") if hash_bins else None
         self._hash_offset = lookup_rows
         self.num_rows = lookup_rows + hash_bins
-        self.embedding = keras.layers.Embedding(
+        from tfmtl.distribute.embedding import embedding_table  # here: tfmtl.distribute imports tfmtl.data
+
+        # keras.layers.Embedding, or a SparseCore table on TPUs (not with list features:
+        # SparseCore needs a fixed number of ids per example).
+        self.embedding = embedding_table(
             self.num_rows,
             self.embedding_dim,
+            ids_per_example=None if self._list_features else len(self._vocab_features) + len(self._hashed_features),
             embeddings_initializer=self.embeddings_initializer,
             embeddings_regularizer=self.embeddings_regularizer,
             name="table",

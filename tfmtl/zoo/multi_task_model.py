@@ -10,6 +10,8 @@ import tensorflow as tf
 from keras import ops
 
 import tfmtl.weighting as weighting_lib
+from tfmtl.distribute.keras_workaround import MultiWorkerFitWorkaround
+from tfmtl.distribute.mixed_precision import global_dtype_policy
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.feature_encoder import FeatureEncoder
@@ -22,7 +24,7 @@ from tfmtl.weighting.conflict import gradient_cosines
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
-class MultiTaskModel(keras.Model):
+class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
     """Raw features -> shared encoder -> body -> one tower per task -> named outputs.
 
     Subclasses define the body (`SharedBottom`, `MMoE`, ...) in `__init__` and
@@ -82,7 +84,8 @@ class MultiTaskModel(keras.Model):
         self.tower_activation = tower_activation
         self.dropout = dropout
         self.fused_embeddings = fused_embeddings
-        self.encoder = FeatureEncoder(features, fused=fused_embeddings, name="encoder")
+        with global_dtype_policy("float32"):  # lookups, embedding gathers and standardisation stay float32 under mixed precision
+            self.encoder = FeatureEncoder(features, fused=fused_embeddings, name="encoder")
         self.towers = TaskTowers(
             len(self.tasks),
             self.tower_units,
@@ -165,6 +168,7 @@ class MultiTaskModel(keras.Model):
         if missing and not self.encoder.is_preprocessed(inputs):
             raise InputError(f"model input is missing feature(s) {missing}")
         logits = self.tower_logits(self.task_representations(inputs, training=training), training=training)
+        logits = ops.cast(logits, "float32")  # losses, metrics and outputs in float32 under mixed precision
         return [
             logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
             for i, task in enumerate(self.tasks)
@@ -301,15 +305,6 @@ class MultiTaskModel(keras.Model):
                 metric.update_state(label, prediction, sample_weight=weight)
             start += self._metric_counts[i]
         return self.get_metrics_result()
-
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        # Keras (3.15) first reduces a distributed input batch to build the model from
-        # it, which fails on string features (keras-team/keras#20585). The model, its
-        # metrics and the optimizer are built from the FeatureSpec at construction and
-        # compile, so there is nothing to build from data.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         if isinstance(x, tf.data.Dataset):
@@ -459,4 +454,6 @@ class MultiTaskModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "MultiTaskModel":
-        return cls(**config)
+        # Layers made in __init__ take the global policy: rebuild under the one the model had.
+        with global_dtype_policy(config.get("dtype")):
+            return cls(**config)
