@@ -19,18 +19,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# Trailing `key=value` parts of --task that chain tasks, and the Task fields they set.
+_CHAIN_OPTIONS = {"parent": "parent", "conditional": "conditional_name"}
+
+
 def _task_flag(text: str) -> dict[str, Any]:
     from tfmtl.tasks.task import KINDS
 
-    parts = text.split(":", 2)
+    parts = text.split(":")
+    options = {}
+    while len(parts) > 2 and "=" in parts[-1] and parts[-1].partition("=")[0] in _CHAIN_OPTIONS:
+        key, _, value = parts.pop().partition("=")
+        options[_CHAIN_OPTIONS[key]] = value
     if len(parts) < 2 or not parts[0]:
-        raise argparse.ArgumentTypeError(f"expected NAME:KIND[:COLUMN], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME:KIND[:COLUMN][:parent=TASK[:conditional=NAME]], got {text!r}")
     if parts[1] not in KINDS:
         raise argparse.ArgumentTypeError(f"task {parts[0]!r}: unknown kind {parts[1]!r}, expected one of {', '.join(KINDS)}")
     task = {"name": parts[0], "kind": parts[1]}
-    if len(parts) == 3 and parts[2]:
-        task["label"] = parts[2]
-    return task
+    column = ":".join(parts[2:])
+    if column:
+        task["label"] = column
+    return {**task, **options}
 
 
 def _model_arg_flag(text: str) -> tuple[str, Any]:
@@ -49,13 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and report per-task test metrics")
     train.add_argument("--recipe", help="a zoo recipe (TOML or JSON); flags override it")
-    train.add_argument("--model", help="model name: shared-bottom, mmoe (default: mmoe)")
+    train.add_argument("--model", help="model name: shared-bottom, mmoe, omoe, ple, cross-stitch, mha-fusion, "
+                       "esmm, aitm (default: mmoe)")
     data = train.add_mutually_exclusive_group()
-    data.add_argument("--dataset", help="a bundled data set: census-income")
+    data.add_argument("--dataset", help="a bundled data set: census-income, synthetic-funnel")
     data.add_argument("--train-data", help="training table: CSV (optionally .gz) or Parquet")
     train.add_argument("--test-data", help="test table (default: 20%% of --train-data held out)")
-    train.add_argument("--task", action="append", type=_task_flag, metavar="NAME:KIND[:COLUMN]",
-                       help="a task; KIND is binary, regression or multiclass; repeat for each task")
+    train.add_argument("--task", action="append", type=_task_flag, metavar="NAME:KIND[:COLUMN][:parent=TASK]",
+                       help="a task; KIND is binary, regression or multiclass; repeat for each task. "
+                       "parent=TASK chains a binary task after TASK (its COLUMN is then the entire-space "
+                       "label, e.g. conversion on every impression) and conditional=NAME names its output "
+                       "given the parent (default NAME_conditional): "
+                       "ctcvr:binary:conversion:parent=ctr:conditional=cvr")
     train.add_argument("--drop", action="append", metavar="COL", help="a column that is not a feature")
     train.add_argument("--categorical", action="append", metavar="COL", help="treat COL as categorical")
     train.add_argument("--numeric", action="append", metavar="COL", help="treat COL as numeric")
