@@ -34,8 +34,9 @@ What is measured, per system and seed, each run in its own subprocess
   embeddings of 8, 8 experts x 64, towers of 32, Adam 1e-3, batch 1024, 2 epochs.
 - Test AUC per task (exact rank AUC, computed here from each system's saved test
   predictions), mean ± std over seeds; training examples/s (whole fit over data in
-  memory, graph tracing included); prediction examples/s (the test set at batch
-  8192, after one untimed warm-up batch); peak resident memory of the system's
+  memory, graph tracing included); prediction examples/s (the second of two
+  predict calls over the test set at batch 8192; the first, with graph tracing,
+  is reported apart); peak resident memory of the system's
   process (Linux's `VmHWM`, framework import and data included).
 - Ratios tfmtl / each peer, from this run's means, against the targets of issue 8.
 - Scaling: training throughput (1 epoch, seed 1) of the reference MMoE as the batch
@@ -115,7 +116,7 @@ def encode(features, df: pd.DataFrame) -> dict[str, np.ndarray]:
     arrays = {}
     for feature in features:
         if isinstance(feature, CategoricalFeature):
-            codes = pd.Categorical(pd.Series(raw[feature.name]).astype(str), categories=list(feature.vocabulary)).codes
+            codes = pd.Index(feature.vocabulary).get_indexer(raw[feature.name].astype(str))
             arrays[feature.name] = (codes + 1).astype(np.int32)
         elif isinstance(feature, NumericFeature):
             values = (raw[feature.name] - feature.mean) / np.sqrt(max(feature.variance, 1e-12))
@@ -326,7 +327,9 @@ def summarise(runs: list[dict], model: str, systems: list[str], tasks: list[str]
             "train_examples_per_second": mean_std([r["train_examples_per_second"] for r in ok]),
             "predict_examples_per_second": mean_std([r["predict_examples_per_second"] for r in ok]),
             "peak_rss_mb": mean_std([r["peak_rss_mb"] for r in ok]),
+            "import_rss_mb": mean_std([r["import_rss_mb"] for r in ok]),
             "fit_seconds": mean_std([r["fit_seconds"] for r in ok]),
+            "predict_cold_seconds": mean_std([r["predict_cold_seconds"] for r in ok]),
             **{f"{task}_auc": mean_std([r["auc"][task] for r in ok]) for task in tasks},
         }
         if system == "tfmtl":
@@ -408,15 +411,16 @@ def markdown(report: dict) -> str:
         lines.append(f"**{LABELS[r['system']]} failed** ({' '.join(r['options'])}): {r['error']}  ")
     for model, summary in report["summaries"].items():
         lines += ["", f"## {model}" + (" (reference configuration)" if model == REFERENCE_MODEL else ""), "",
-                  f"Settings: {json.dumps(report['model_settings'][model])}; training {json.dumps(report['training'])}.",
+                  f"Settings: {json.dumps(report['model_settings'][model])}; training "
+                  f"{json.dumps({k: v for k, v in report['training'].items() if k != 'seed'})}.",
                   "", "| system | " + " | ".join(f"{t} AUC" for t in tasks)
-                  + " | training examples/s | prediction examples/s | peak RSS MB | fit s |",
-                  "|---|" + "---|" * (len(tasks) + 4)]
+                  + " | training examples/s | prediction examples/s | peak RSS MB | RSS after imports MB | fit s | first predict s |",
+                  "|---|" + "---|" * (len(tasks) + 6)]
         for system, s in summary.items():
             lines.append(f"| {LABELS[system]} ({versions_text(s['versions'])}) | "
                          + " | ".join(fmt(s[f"{t}_auc"], 4, False) for t in tasks)
                          + f" | {fmt(s['train_examples_per_second'])} | {fmt(s['predict_examples_per_second'])}"
-                         f" | {fmt(s['peak_rss_mb'])} | {fmt(s['fit_seconds'], 1)} |")
+                         f" | {fmt(s['peak_rss_mb'])} | {fmt(s['import_rss_mb'])} | {fmt(s['fit_seconds'], 1)} | {fmt(s['predict_cold_seconds'], 1)} |")
         if "tfmtl" in summary:
             lines.append("")
             lines.append(f"tfmtl's own preprocessing of the raw training DataFrame (`tfmtl.data.dataset`, not in its "
@@ -446,12 +450,13 @@ NOTES = [
     "inside `tfmtl.data.dataset`, reported separately); DeepCTR and torch-rechub take the same information "
     "encoded beforehand (category ids with 0 for unseen values, numbers standardised with training statistics).",
     "Fit time is the whole `fit` (tfmtl, DeepCTR: graph tracing included) or torch-rechub's `MTLTrainer` epoch "
-    "loop without its per-epoch validation; prediction is each library's own predict call over the test set at "
-    "batch 8192, after one untimed warm-up batch.",
+    "loop without its per-epoch validation. Prediction examples/s: the second of two calls of each library's own "
+    "predict over the test set at batch 8192; the first call, graph tracing included, is 'first predict s'.",
     "tfmtl trains with its recipe's `steps_per_execution`; DeepCTR with embedding L2 set to 0 (its default is "
     "1e-5) so all minimise the same loss; torch-rechub's MLPs carry BatchNorm after every linear layer, its "
     "loss is the mean of the task losses and its data loader gathers examples one at a time (its design).",
-    "Peak RSS is each runner process's peak resident memory (framework, data and model): Linux's VmHWM.",
+    "Peak RSS is each runner process's peak resident memory (framework, data and model): Linux's VmHWM; "
+    "'RSS after imports' is its resident memory with the framework imported and no data loaded yet.",
 ]
 
 
@@ -552,6 +557,7 @@ def plots(report: dict, folder: Path) -> list[str]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel(title)
+        ax.set_ylim(bottom=0)
         ax.set_ylabel("training examples/s")
         ax.set_title(f"training throughput by {title}")
         ax.grid(alpha=0.3)

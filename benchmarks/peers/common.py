@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,13 @@ RESULT_PREFIX = "RESULT "
 MODELS = ("mmoe", "shared-bottom", "ple")
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def start(description: str) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """`(args, meta)`; seeds Python's and NumPy's generators. Call it after the framework's imports.
+
+    Also notes the resident memory now, with the framework imported and no data
+    yet, so the report can tell the framework's share of the peak from the rest.
+    """
+    import_rss_mb = memory_mb("VmRSS")
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="the folder compare_peers.py wrote")
     parser.add_argument("--model", choices=MODELS, default="mmoe")
@@ -45,18 +53,17 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--skip-predict", action="store_true", help="train only (scaling runs)")
     parser.add_argument("--predictions", help="write the test predictions here (.npy, one column per task)")
     args = parser.parse_args()
-    meta = read_meta(args.data)
+    meta = json.loads((Path(args.data) / "meta.json").read_text())
     args.epochs = args.epochs or meta["training"]["epochs"]
     args.batch_size = args.batch_size or meta["training"]["batch_size"]
     args.num_experts = args.num_experts or meta["models"]["mmoe"]["num_experts"]
     args.tasks = meta["tasks"][: args.num_tasks]
     if len(args.tasks) != args.num_tasks:
         parser.error(f"--num-tasks: at most {len(meta['tasks'])}")
-    return args
-
-
-def read_meta(folder: str) -> dict[str, Any]:
-    return json.loads((Path(folder) / "meta.json").read_text())
+    args.import_rss_mb = import_rss_mb
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    return args, meta
 
 
 def model_settings(args: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
@@ -78,16 +85,16 @@ def encoded_arrays(folder: str, num_tasks: int) -> tuple[dict, np.ndarray, dict,
     return split["train"], train_labels[:, :num_tasks], split["test"], test_labels[:, :num_tasks]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB.
+def memory_mb(field: str = "VmHWM") -> float:
+    """This process's peak (`VmHWM`) or current (`VmRSS`) resident memory, in MiB.
 
-    Linux's `VmHWM` of this process image. `getrusage`'s `ru_maxrss` is not used where
-    `/proc` has it: Linux carries it over from the launching process across `exec`,
-    so every runner would report at least `compare_peers.py`'s own peak.
+    From Linux's `/proc/self/status`. `getrusage`'s `ru_maxrss` serves only where
+    there is no `/proc`: Linux carries it over from the launching process across
+    `exec`, so every runner would report at least `compare_peers.py`'s own peak.
     """
     try:
         status = Path("/proc/self/status").read_text()
-        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")) / 1024
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -103,6 +110,19 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.started
 
 
+def timed_twice(predict: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """Calls `predict` twice; its second result, and the seconds of the second (warm) and first (cold) call.
+
+    The first call pays one-off costs (graph tracing, allocations); prediction
+    throughput is reported from the second.
+    """
+    with Stopwatch() as cold:
+        predict()
+    with Stopwatch() as warm:
+        outputs = predict()
+    return outputs, {"predict_seconds": warm.seconds, "predict_cold_seconds": cold.seconds}
+
+
 def finish(args: argparse.Namespace, result: dict[str, Any], predictions: np.ndarray | None,
            train_rows: int, test_rows: int) -> None:
     """Adds throughputs and peak memory, saves the predictions and prints the result line."""
@@ -111,7 +131,7 @@ def finish(args: argparse.Namespace, result: dict[str, Any], predictions: np.nda
         num_experts=args.num_experts if args.model == "mmoe" else None, num_tasks=len(args.tasks),
         train_rows=train_rows, test_rows=test_rows,
         train_examples_per_second=args.epochs * train_rows / result["fit_seconds"],
-        peak_rss_mb=peak_rss_mb(),
+        peak_rss_mb=memory_mb("VmHWM"), import_rss_mb=args.import_rss_mb,
     )
     if predictions is not None:
         predictions = np.asarray(predictions, dtype=np.float32).reshape(test_rows, len(args.tasks))

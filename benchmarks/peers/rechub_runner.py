@@ -11,19 +11,18 @@ size per categorical and one `DenseFeature` per number, fed through torch-rechub
 own `DataGenerator` data loaders, as in its examples. Training is `MTLTrainer`'s
 epoch loop (`train_one_epoch`, Adam at the reference learning rate, no weight
 decay) without `fit`'s per-epoch validation pass and early stopping, which are
-not training; prediction is `MTLTrainer.predict` over the test set after one
-untimed warm-up batch. torch-rechub's MLPs put BatchNorm after every linear layer
+not training; prediction is the second of two `MTLTrainer.predict` calls over the
+test set. torch-rechub's MLPs put BatchNorm after every linear layer
 (experts, gates and towers) and its loss is the mean of the tasks' losses: both
 are its design and are left as they are.
 """
 
 from __future__ import annotations
 
-import random
 import tempfile
 from importlib.metadata import version
 
-from common import Stopwatch, encoded_arrays, finish, model_settings, parse_args, quiet, read_meta
+from common import Stopwatch, encoded_arrays, finish, model_settings, quiet, start, timed_twice
 
 quiet()
 
@@ -51,11 +50,8 @@ def build(model: str, settings: dict, features: list, num_tasks: int) -> torch.n
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    meta = read_meta(args.data)
+    args, meta = start(__doc__.splitlines()[0])
     train_x, train_y, test_x, test_y = encoded_arrays(args.data, len(args.tasks))
-    random.seed(args.seed)
-    np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     dim = meta["embedding_dim"]
     features = [SparseFeature(name, vocab_size=size, embed_dim=dim) for name, size in meta["categorical"].items()]
@@ -82,12 +78,9 @@ def main() -> None:
     }
     predictions = None
     if not args.skip_predict:
-        head = {k: v[: args.predict_batch_size] for k, v in test_x.items()}
-        trainer.predict(model, DataLoader(PredictDataset(head), batch_size=args.predict_batch_size))
         loader = DataLoader(PredictDataset(test_x), batch_size=args.predict_batch_size, shuffle=False)
-        with Stopwatch() as predict:
-            predictions = np.asarray(trainer.predict(model, loader))
-        result["predict_seconds"] = predict.seconds
+        predictions, seconds = timed_twice(lambda: np.asarray(trainer.predict(model, loader)))
+        result.update(seconds)
     finish(args, result, predictions, len(train_y), len(test_y))
 
 

@@ -1,0 +1,60 @@
+"""The side-by-side benchmark runs on a tiny slice and writes its table; its AUC and FLOP counts are right.
+
+Not a timing test: the figures the benchmark measures are not checked, only that it
+runs end to end (tfmtl alone here; a peer whose environment is missing is skipped).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_peers  # noqa: E402
+
+
+def test_exact_auc_is_the_share_of_correctly_ordered_pairs_with_ties_as_half():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.integers(0, 8, 60) / 8  # many ties
+    pairs = [(p, n) for p, n in itertools.product(scores[labels == 1], scores[labels == 0])]
+    expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert compare_peers.exact_auc(labels, scores) == pytest.approx(expected)
+    assert np.isnan(compare_peers.exact_auc(np.ones(5), np.arange(5)))
+
+
+def test_training_flops_of_the_reference_mmoe_count_every_dense_layer():
+    # 33 categoricals x 8 + 6 numbers in, 8 experts of 64, 2 gates, 2 towers of 32 -> 1.
+    flops = compare_peers.training_flops_per_example(270, 8, [64], [32], 2)
+    forward = 2 * (8 * 270 * 64 + 2 * 270 * 8 + 2 * 8 * 64 + 2 * (64 * 32 + 32))
+    assert flops["forward"] == forward
+    assert flops["training"] == 3 * forward
+
+
+def test_compare_peers_on_a_tiny_slice_writes_its_table_plots_and_json(census_full, monkeypatch, tmp_path):
+    monkeypatch.setattr(compare_peers.tfmtl.datasets, "census_income", lambda path=None: census_full)
+    folder = compare_peers.main([
+        "--rows", "300", "--seeds", "1", "--systems", "tfmtl", "deepctr",
+        "--deepctr-python", str(tmp_path / "no-such-python"),
+        "--scaling-batch-sizes", "1024", "--scaling-experts", "8", "--scaling-tasks", "3",
+        "--matmul-size", "256", "--results-dir", str(tmp_path / "results"),
+    ])
+    table = (folder / "results.md").read_text()
+    assert "| tfmtl (tfmtl " in table
+    assert "DeepCTR 0.9.4 skipped**: not installed" in table
+    assert "MFLOP per training example" in table and "By tasks:" in table
+    report = json.loads((folder / "results.json").read_text())
+    [run] = report["runs"]
+    assert "error" not in run, run
+    assert set(run["auc"]) == {"income", "marital"} and run["train_rows"] == 300
+    assert run["train_examples_per_second"] > 0 and run["predict_examples_per_second"] > 0 and run["peak_rss_mb"] > 0
+    assert run["predict_cold_seconds"] > 0 and 0 < run["import_rss_mb"] <= run["peak_rss_mb"]
+    assert [(r["num_tasks"], "error" in r) for r in report["scaling"]] == [(2, False), (3, False)]
+    assert report["targets"] == []  # no peer ran, nothing to compare with
+    assert sorted(p.name for p in folder.glob("*.png")) == [
+        "roofline.png", "scaling_batch_size.png", "scaling_experts.png", "scaling_tasks.png", "throughput.png"]
