@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--embedding-dim", type=int, help="embedding size of every categorical feature")
     train.add_argument("--model-arg", action="append", type=_model_arg_flag, metavar="KEY=VALUE",
                        help="a model argument, e.g. num_experts=4 or expert_units=[128,64]")
-    train.add_argument("--weighting", help="task weighting strategy: static, uncertainty")
+    train.add_argument("--weighting", help="task weighting strategy (tfmtl.weighting.STRATEGIES): static, "
+                       "uncertainty, rlw, dwa, gradnorm, famo, pcgrad, cagrad, mgda, aligned-mtl (default: static)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)

@@ -1,7 +1,8 @@
 """Task weighting strategies: how per-task losses become one training update.
 
-Loss-level strategies weight the task losses; gradient-level ones combine the tasks'
-gradients of the shared parameters. Any strategy works with any model:
+Loss-level strategies weight the task losses (static, uncertainty, RLW, DWA, GradNorm,
+FAMO); gradient-level ones combine the tasks' gradients of the shared parameters
+(PCGrad, CAGrad, MGDA, Aligned-MTL). Any strategy works with any model:
 `model.compile(weighting="pcgrad")` or `model.compile(weighting=PCGrad(seed=1))`.
 """
 
@@ -11,6 +12,9 @@ from tfmtl.errors import InputError
 from tfmtl.weighting.aligned_mtl import AlignedMTL
 from tfmtl.weighting.base import TaskWeighting
 from tfmtl.weighting.cagrad import CAGrad
+from tfmtl.weighting.dwa import DynamicWeightAverage
+from tfmtl.weighting.famo import FAMO
+from tfmtl.weighting.gradnorm import GradNorm
 from tfmtl.weighting.mgda import MGDA
 from tfmtl.weighting.pcgrad import PCGrad
 from tfmtl.weighting.random_weighting import RandomWeighting
@@ -26,6 +30,9 @@ STRATEGIES: dict[str, type[TaskWeighting]] = {
     "cagrad": CAGrad,
     "mgda": MGDA,
     "aligned-mtl": AlignedMTL,
+    "dwa": DynamicWeightAverage,
+    "gradnorm": GradNorm,
+    "famo": FAMO,
 }
 
 
@@ -44,6 +51,9 @@ __all__ = [
     "STRATEGIES",
     "AlignedMTL",
     "CAGrad",
+    "DynamicWeightAverage",
+    "FAMO",
+    "GradNorm",
     "MGDA",
     "PCGrad",
     "RandomWeighting",

@@ -22,8 +22,14 @@ class TaskWeighting:
     global values (losses and gradients summed over replicas), so every strategy
     gives the result of single-device training on the global batch.
 
-    Strategies with state (`keras.Variable`s created in `build`) are trained with the
-    model's optimizer when the variables are trainable, and saved with the model.
+    Strategies with state create `keras.Variable`s in `build` and list them in
+    `variables`; they are saved with the model. Trainable ones are trained by the
+    model's optimizer, on the gradient of the combined loss unless `own_gradients`
+    supplies another (GradNorm's). `update` runs once per training step after the
+    optimizer's update, for state that follows the step (FAMO's task logits); a
+    strategy with epoch-level state supplies `callbacks` (DWA's), which `fit` adds.
+    Loss-level strategies that read the per-task gradients set
+    `reads_task_gradients = True`.
 
     Example:
 
@@ -35,6 +41,7 @@ class TaskWeighting:
     """
 
     uses_task_gradients: bool = False
+    reads_task_gradients: bool = False
 
     def __init__(self) -> None:
         self.tasks: list = []
@@ -73,6 +80,26 @@ class TaskWeighting:
         effective weights of the combination, for the logs.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement combine_gradients()")
+
+    def own_gradients(self, task_losses: Any, task_gradients: Any) -> list | None:
+        """Gradients of `trainable_variables`, or None for those of the combined loss.
+
+        `task_gradients` are as in `combine_gradients` when the strategy uses or reads
+        them, else None. Under `tf.distribute` the returned gradients must be global
+        (the same on every replica), as those of global values are.
+        """
+        return None
+
+    def update(self, task_losses: Any, task_gradients: Any) -> None:
+        """Updates state after the optimizer's update, inside the (traced) training step.
+
+        Runs in replica context under `tf.distribute`: assign values that are the
+        same on every replica, to variables with `aggregation="only_first_replica"`.
+        """
+
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        """Keras callbacks that `MultiTaskModel.fit` adds, for state that changes per epoch."""
+        return []
 
     def get_config(self) -> dict[str, Any]:
         return {}

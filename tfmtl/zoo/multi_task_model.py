@@ -310,13 +310,17 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         if isinstance(x, tf.data.Dataset):
             # A dataset is shuffled by its pipeline; Keras' default shuffle=True only warns.
             kwargs.setdefault("shuffle", False)
+        # Strategies with epoch-level state (DWA) follow the epochs through callbacks.
+        weighting_callbacks = self.weighting.callbacks() if self.weighting is not None else []
+        if weighting_callbacks:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *weighting_callbacks]
         return super().fit(x, *args, **kwargs)
 
     def train_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         weighting = self.weighting
         num_replicas = replicas.num_replicas()
-        per_task = weighting.uses_task_gradients or self.monitor_gradients
+        per_task = weighting.uses_task_gradients or weighting.reads_task_gradients or self.monitor_gradients
         scale = self.optimizer.scale_loss
         with tf.GradientTape(persistent=per_task) as tape:
             logits = self.task_logits(x, training=True)
@@ -333,23 +337,25 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
                 task_objectives = [scale(shares[t]) for t in range(len(self.tasks))]
                 plain_objective = scale(ops.sum(shares) + auxiliary)
                 auxiliary_objective = scale(auxiliary) if self.losses else None
-        logs = {}
+        logs, task_gradients = {}, None
         if not per_task:
             variables = self.trained_variables
             gradients = tape.gradient(objective, variables)
         else:
-            variables, gradients, logs = self._gradients_from_tasks(
+            variables, gradients, logs, task_gradients = self._gradients_from_tasks(
                 tape, task_objectives, objective, plain_objective, auxiliary_objective, task_losses
             )
             del tape
-        gradients = self._weighting_gradients_once(gradients, variables, num_replicas)
+        gradients = self._weighting_gradients(gradients, variables, num_replicas, task_losses, task_gradients)
         # Embedding gradients arrive as IndexedSlices with repeated rows; Keras' Adam
         # would sum them twice (for g and g^2) and square before summing. Summing
         # once here is both faster and the exact Adam update.
         gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
-        self.optimizer.apply(gradients, variables)
-        results = self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
+        # The weights this step used, read before the update changes any.
         weights = logs.pop("weights") if "weights" in logs else weighting.task_weights()
+        self.optimizer.apply(gradients, variables)
+        weighting.update(task_losses, task_gradients)
+        results = self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
         for i, task in enumerate(self.tasks):
             results[f"{task.name}_weight"] = weights[i]
         return {**results, **logs}
@@ -367,8 +373,9 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
         For a gradient-level strategy the shared parameters get its combination of
         the tasks' global gradients and every other parameter its own task's plain
-        gradient; for a loss-level one (with the conflict monitor on) the usual
-        gradient of the combined loss.
+        gradient; for a loss-level one (that reads them, or with the conflict monitor
+        on) the usual gradient of the combined loss. Also returns the tasks' global
+        gradients of the shared parameters, one row per task.
         """
         shared = self.shared_variables
         rows = [replicas.flatten(tape.gradient(task_objective, shared), shared) for task_objective in task_objectives]
@@ -376,7 +383,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         logs = gradient_cosines(self.tasks, task_gradients) if self.monitor_gradients else {}
         if not self.weighting.uses_task_gradients:
             variables = self.trained_variables
-            return variables, tape.gradient(objective, variables), logs
+            return variables, tape.gradient(objective, variables), logs, task_gradients
         combined, logs["weights"] = self.weighting.combine_gradients(task_gradients, task_losses)
         # `combined` is identical on every replica and the optimizer sums over replicas.
         shared_gradients = replicas.unflatten(combined / replicas.num_replicas(), shared)
@@ -385,14 +392,28 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             shared_gradients = [g if a is None else g + tf.convert_to_tensor(a) for g, a in zip(shared_gradients, auxiliary)]
         shared_ids = {id(v) for v in shared}
         others = [v for v in self.trained_variables if id(v) not in shared_ids]
-        return shared + others, shared_gradients + tape.gradient(plain_objective, others), logs
+        return shared + others, shared_gradients + tape.gradient(plain_objective, others), logs, task_gradients
 
-    def _weighting_gradients_once(self, gradients: list, variables: list, num_replicas: int) -> list:
-        """The strategy's own variables see global losses, so each replica has the whole gradient."""
-        if num_replicas == 1 or not self.weighting.trainable_variables:
+    def _weighting_gradients(
+        self, gradients: list, variables: list, num_replicas: int, task_losses: Any, task_gradients: Any
+    ) -> list:
+        """The strategy's own variables get its `own_gradients` if it supplies them, counted once.
+
+        They are computed from global values, so each replica has the whole gradient
+        and the optimizer's sum over replicas must be divided by their number.
+        """
+        own = self.weighting.trainable_variables
+        if not own:
             return gradients
-        own = {id(v) for v in self.weighting.trainable_variables}
-        return [g / num_replicas if id(v) in own and g is not None else g for g, v in zip(gradients, variables)]
+        supplied = self.weighting.own_gradients(task_losses, task_gradients)
+        position = {id(v): i for i, v in enumerate(own)}
+        out = []
+        for g, v in zip(gradients, variables):
+            if id(v) in position:
+                g = g if supplied is None else supplied[position[id(v)]]
+                g = g / num_replicas if g is not None and num_replicas > 1 else g
+            out.append(g)
+        return out
 
     def test_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
