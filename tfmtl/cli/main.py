@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default: runs/MODEL-DATA)")
     train.add_argument("--metrics-json", help="where to write metrics (default: OUT/metrics.json)")
     train.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity: 0, 1 or 2")
+    from tfmtl.cli.scale_out import add_flags as add_scale_out_flags
+
+    add_scale_out_flags(train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a test table")
     evaluate.add_argument("--model-path", required=True, help="a training output folder or a .keras file")
@@ -111,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="copy COL (e.g. an id) from --data to --out; repeat for more")
     predict.add_argument("--batch-size", type=int, default=8192)
     predict.add_argument("--chunk-rows", type=int, default=65_536, help="rows read, predicted and written at a time")
+    data_command = commands.add_parser("data", help="convert tables for large-scale and TPU training")
+    conversions = data_command.add_subparsers(dest="conversion", required=True, parser_class=_Parser)
+    to_tfrecord = conversions.add_parser("to-tfrecord", help="write a table as sharded TFRecord files of tf.Examples")
+    to_tfrecord.add_argument("--data", required=True, help="table: CSV (optionally .gz) or Parquet")
+    to_tfrecord.add_argument("--out", required=True, help="new folder for the shards and schema.json")
+    to_tfrecord.add_argument("--shards", type=int, default=8, help="number of files (at least one per worker)")
+    to_tfrecord.add_argument("--compression", default="GZIP", help="GZIP, ZLIB or none")
     from tfmtl.cli.tune import add_tune_parser
 
     add_tune_parser(commands)
@@ -161,11 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             recipe = load_recipe(args.recipe) if args.recipe else None
             config = resolve(recipe, train_flags(args))
-            run_training(config, out=args.out, metrics_json=args.metrics_json, verbose=args.verbose)
+            from tfmtl.cli.scale_out import ScaleOut
+
+            run_training(config, out=args.out, metrics_json=args.metrics_json, verbose=args.verbose,
+                         scale_out=ScaleOut.from_args(args))  # fmt: skip
         elif args.command == "tune":
             from tfmtl.cli.tune import run_tune_command
 
             run_tune_command(args)
+        elif args.command == "data":
+            from tfmtl.cli.data import run_to_tfrecord
+
+            run_to_tfrecord(args.data, args.out, args.shards, args.compression)
         elif args.command == "export":
             from tfmtl.cli.export import run_export
 

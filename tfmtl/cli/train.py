@@ -13,7 +13,9 @@ import pandas as pd
 
 import tfmtl
 from tfmtl.data import dataset, read_table, write_atomically, write_json
+from tfmtl.cli.scale_out import ScaleOut, training_data
 from tfmtl.datasets import DATASETS, DEFAULT_TASKS
+from tfmtl.distribute.tfrecord import read_tfrecords
 from tfmtl.errors import InputError
 from tfmtl.features import FeatureSpec
 from tfmtl.tasks import Task
@@ -22,6 +24,11 @@ from tfmtl.zoo import MODELS
 
 MODEL_FILE = "model.keras"
 HOLDOUT_FRACTION = 0.2
+
+
+def read_any(path: str) -> pd.DataFrame:
+    """A CSV or Parquet file, or a folder of TFRecord shards written by `tfmtl data to-tfrecord`."""
+    return read_tfrecords(path) if Path(path).is_dir() else read_table(path)
 
 
 def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -34,10 +41,10 @@ def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, st
         return train, test, name
     if not config.get("train_data"):
         raise InputError("give --dataset NAME or --train-data FILE (or a --recipe that names one)")
-    train = read_table(config["train_data"])
+    train = read_any(config["train_data"])
     name = Path(config["train_data"]).name.split(".")[0]
     if config.get("test_data"):
-        return train, read_table(config["test_data"]), name
+        return train, read_any(config["test_data"]), name
     seed = config["training"]["seed"]
     test = train.sample(frac=HOLDOUT_FRACTION, random_state=seed)
     print(f"no --test-data: holding out {len(test)} of {len(train)} training rows as the test set")
@@ -101,38 +108,54 @@ def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_si
     return per_task_metrics(model.tasks, scores)
 
 
-def run_training(config: dict[str, Any], out: str | None, metrics_json: str | None, verbose: int = 2) -> dict:
-    """Trains, evaluates and saves as the resolved recipe says; returns the metrics dict."""
+def run_training(
+    config: dict[str, Any],
+    out: str | None,
+    metrics_json: str | None,
+    verbose: int = 2,
+    scale_out: ScaleOut | None = None,
+) -> dict:
+    """Trains, evaluates and saves as the resolved recipe says; returns the metrics dict.
+
+    `scale_out` says where and how (strategy, mixed precision, backups); by default
+    the `auto` strategy in float32. Under several workers only the chief writes files.
+    """
     training = config["training"]
     for key in ("epochs", "batch_size", "steps_per_execution"):
         if not isinstance(training[key], int) or training[key] < 1:
             raise InputError(f"--{key.replace('_', '-')}: expected a positive integer, got {training[key]!r}")
     if not training["learning_rate"] > 0:
         raise InputError(f"--learning-rate: expected a positive number, got {training['learning_rate']!r}")
+    scale_out = scale_out or ScaleOut()
+    distribution = scale_out.start(training["batch_size"])  # first: a missing TPU fails before any data is read
     train, test, data_name = load_data(config)
     tasks = make_tasks(config, train)
     features = make_features(config, train, tasks)
-    keras.utils.set_random_seed(training["seed"])
-    model = make_model(config, features, tasks)
-    model.compile(
-        optimizer=keras.optimizers.Adam(training["learning_rate"]),
-        weighting=training["weighting"],
-        steps_per_execution=training["steps_per_execution"],
-    )
-    train_ds = dataset(train, features, tasks, batch_size=training["batch_size"], shuffle=True, seed=training["seed"])
+    with scale_out.building(training["batch_size"], training["learning_rate"]):
+        keras.utils.set_random_seed(training["seed"])
+        model = make_model(config, features, tasks)
+        model.compile(
+            optimizer=keras.optimizers.Adam(training["learning_rate"]),
+            weighting=training["weighting"],
+            steps_per_execution=scale_out.steps_per_execution(training["steps_per_execution"]),
+        )
+    train_ds = training_data(distribution, train, features, tasks, training["batch_size"], training["seed"])
     try:
         tfmtl.data.model_arrays(test.head(1), features, tasks)
     except InputError as error:
         raise InputError(f"test data: {error}") from None
     print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "
           f"{len(features)} features, tasks {', '.join(t.name for t in tasks)}")
-    started = time.perf_counter()
-    model.fit(train_ds, epochs=training["epochs"], verbose=verbose)
-    train_seconds = time.perf_counter() - started
-    results = evaluate_tasks(model, test, batch_size=max(training["batch_size"], 8192))
-
     out_dir = Path(out or Path("runs") / f"{config['model']}-{data_name}")
-    write_atomically(out_dir / MODEL_FILE, model.save)
+    started = time.perf_counter()
+    model.fit(train_ds, epochs=training["epochs"], verbose=verbose, callbacks=scale_out.callbacks(out_dir))
+    train_seconds = time.perf_counter() - started
+    if not scale_out.save(model, out_dir / MODEL_FILE):
+        print(f"worker done: the chief writes the model and metrics to {out_dir}")
+        return {}
+    # Across replicas Keras averages each replica's metric (an AUC of AUCs): test the saved model on one device.
+    tested = model if distribution.num_replicas_in_sync == 1 else keras.saving.load_model(out_dir / MODEL_FILE)
+    results = evaluate_tasks(tested, test, batch_size=max(training["batch_size"], 8192))
     metrics = {
         "model": config["model"],
         "dataset": data_name,
@@ -145,7 +168,10 @@ def run_training(config: dict[str, Any], out: str | None, metrics_json: str | No
         "test_examples": len(test),
         "tasks": results,
         "train_seconds": round(train_seconds, 3),
-        "train_examples_per_second": round(training["epochs"] * len(train) / train_seconds, 1),
+        "train_examples_per_second": round(
+            (training["epochs"] - scale_out.resumed_from_epoch) * len(train) / train_seconds, 1
+        ),
+        **scale_out.describe_run(),
     }
     write_json(out_dir / "recipe.json", config)
     metrics_path = Path(metrics_json) if metrics_json else out_dir / "metrics.json"
