@@ -17,7 +17,7 @@ EPSILON = 1e-8
 
 @keras.saving.register_keras_serializable(package="tfmtl")
 class FAMO(TaskWeighting):
-    """Weights the log task losses so that all tasks' losses fall at the same rate, at the cost of one loss.
+    """Weights the log task losses so that all tasks' losses fall at the same rate.
 
     The network minimises `sum_t z_t log L_t / c` with task weights `z = softmax(xi)`
     and `c = sum_t z_t / L_t`, so task `t`'s gradient enters with weight
