@@ -248,7 +248,7 @@ def run_system(system: str, args: argparse.Namespace, data: Path, options: list[
     return result
 
 
-def comparison_runs(args, systems, data: Path, meta: dict, scratch: Path) -> list[dict]:
+def comparison_runs(args, systems, data: Path, meta: dict, scratch: Path, progress: Path) -> list[dict]:
     """Every model x seed x system, interleaved by system within each seed; AUCs from the saved predictions."""
     test_labels = np.load(data / "arrays.npz")["test__labels"]
     runs = []
@@ -267,6 +267,7 @@ def comparison_runs(args, systems, data: Path, meta: dict, scratch: Path) -> lis
                 result.update(model=model, seed=seed)
                 runs.append(result)
                 print(f"  {summary_line(result)}", flush=True)
+                write_json(progress, {"runs": runs})
     return runs
 
 
@@ -281,7 +282,7 @@ def scaling_points(args) -> dict[str, list[tuple[int, int, int]]]:
     }
 
 
-def scaling_runs(args, systems, data: Path) -> list[dict]:
+def scaling_runs(args, systems, data: Path, progress: Path) -> list[dict]:
     """Training throughput of each distinct scaling point, systems interleaved; shared points run once."""
     points = sorted({p for axis in scaling_points(args).values() for p in axis}, key=lambda p: (p[2], p[1], p[0]))
     runs = []
@@ -295,6 +296,7 @@ def scaling_runs(args, systems, data: Path) -> list[dict]:
             result.update(batch_size=batch, num_experts=experts, num_tasks=tasks)
             runs.append(result)
             print(f"  {summary_line(result)}", flush=True)
+            write_json(progress, {"scaling": runs})
     return runs
 
 
@@ -455,6 +457,9 @@ NOTES = [
     "tfmtl trains with its recipe's `steps_per_execution`; DeepCTR with embedding L2 set to 0 (its default is "
     "1e-5) so all minimise the same loss; torch-rechub's MLPs carry BatchNorm after every linear layer, its "
     "loss is the mean of the task losses and its data loader gathers examples one at a time (its design).",
+    "torch-rechub runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets it: spinning OpenMP threads "
+    "made it over 10x slower on a machine shared with other jobs; its batches are its own datasets indexed a "
+    "batch at a time (its DataGenerator collates one example at a time).",
     "Peak RSS is each runner process's peak resident memory (framework, data and model): Linux's VmHWM; "
     "'RSS after imports' is its resident memory with the framework imported and no data loaded yet.",
 ]
@@ -634,13 +639,15 @@ def main(argv: list[str] | None = None) -> Path:
     systems = [s for s in args.systems if s not in skipped]
     for system, why in skipped.items():
         print(f"{system} skipped: {why}", file=sys.stderr)
+    folder = Path(args.results_dir) / started.strftime("%Y%m%d-%H%M%S")
+    progress = folder / "runs-so-far.json"  # what an interrupted run had measured; removed at the end
     matmul_before = matmul_flops_per_second(args.matmul_size)
     with tempfile.TemporaryDirectory(prefix="compare-peers-") as scratch:
         data = Path(scratch) / "data"
         data.mkdir()
         meta = prepare_data(train, test, data)
-        runs = comparison_runs(args, systems, data, meta, Path(scratch))
-        scaling = [] if args.no_scaling else scaling_runs(args, systems, data)
+        runs = comparison_runs(args, systems, data, meta, Path(scratch), progress)
+        scaling = [] if args.no_scaling else scaling_runs(args, systems, data, progress.with_name("scaling-so-far.json"))
     matmul_after = matmul_flops_per_second(args.matmul_size)
     tasks = meta["tasks"][:2]
     summaries = {model: summarise(runs, model, systems, tasks) for model in args.models}
@@ -681,10 +688,11 @@ def main(argv: list[str] | None = None) -> Path:
         "scaling_seed": args.scaling_seed,
         "scaling": scaling,
     }
-    folder = Path(args.results_dir) / started.strftime("%Y%m%d-%H%M%S")
     report["plots"] = plots(report, folder)
     write_atomically(folder / "results.md", lambda path: Path(path).write_text(markdown(report)))
     write_json(folder / "results.json", report)
+    for partial in (progress, progress.with_name("scaling-so-far.json")):
+        partial.unlink(missing_ok=True)
     print(markdown(report))
     print(f"results written to {folder}")
     return folder
