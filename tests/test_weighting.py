@@ -210,6 +210,22 @@ def test_stateful_strategies_save_and_reload_their_state(name, census, census_sp
     assert not np.allclose(keras.ops.convert_to_numpy(model.weighting.task_weights()), 1.0 if name != "famo" else 0.5)
 
 
+@pytest.mark.parametrize("strategy", ["uncertainty", "famo"])
+def test_monitoring_gradients_does_not_change_a_loss_level_update(strategy, census, census_spec, census_tasks):
+    # With per-task gradients at hand the shared parameters' update is built from them: it must be the same.
+    df = census[0].head(512).copy()
+    df.loc[df.index[::4], "income"] = np.nan
+    models = []
+    for monitor in (False, True):
+        keras.utils.set_random_seed(0)
+        model = tfmtl.zoo.MMoE(census_spec, census_tasks, num_experts=2, expert_units=[8], tower_units=[4])
+        model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=strategy, monitor_gradients=monitor)
+        model.fit(dataset(df, census_spec, census_tasks, batch_size=128), epochs=1, verbose=0)
+        models.append(model)
+    for a, b in zip(*(m.get_weights() + [keras.ops.convert_to_numpy(v) for v in m.weighting.variables] for m in models)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_train_help_names_every_strategy(capsys):
     assert main(["train", "--help"]) == 0
     help_text = "".join(capsys.readouterr().out.split())

@@ -343,7 +343,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             gradients = tape.gradient(objective, variables)
         else:
             variables, gradients, logs, task_gradients = self._gradients_from_tasks(
-                tape, task_objectives, objective, plain_objective, auxiliary_objective, task_losses
+                tape, task_objectives, loss, objective, plain_objective, auxiliary_objective, task_losses
             )
             del tape
         gradients = self._weighting_gradients(gradients, variables, num_replicas, task_losses, task_gradients)
@@ -364,6 +364,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         self,
         tape: tf.GradientTape,
         task_objectives: list,
+        loss: Any,
         objective: Any,
         plain_objective: Any,
         auxiliary_objective: Any,
@@ -373,18 +374,24 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
         For a gradient-level strategy the shared parameters get its combination of
         the tasks' global gradients and every other parameter its own task's plain
-        gradient; for a loss-level one (that reads them, or with the conflict monitor
-        on) the usual gradient of the combined loss. Also returns the tasks' global
-        gradients of the shared parameters, one row per task.
+        gradient. For a loss-level one (that reads them, or with the conflict monitor
+        on) every parameter gets the gradient of the combined loss; on the shared
+        ones that is `sum_t (d loss / d L_t) g_t`, made from the task gradients at
+        hand rather than by one more backward pass through the body. Also returns
+        the tasks' global gradients of the shared parameters, one row per task.
         """
         shared = self.shared_variables
         rows = [replicas.flatten(tape.gradient(task_objective, shared), shared) for task_objective in task_objectives]
         task_gradients = replicas.sum_over_replicas(tf.stack(rows))
         logs = gradient_cosines(self.tasks, task_gradients) if self.monitor_gradients else {}
-        if not self.weighting.uses_task_gradients:
-            variables = self.trained_variables
-            return variables, tape.gradient(objective, variables), logs, task_gradients
-        combined, logs["weights"] = self.weighting.combine_gradients(task_gradients, task_losses)
+        if self.weighting.uses_task_gradients:
+            combined, logs["weights"] = self.weighting.combine_gradients(task_gradients, task_losses)
+            others_objective = plain_objective
+        else:
+            # The task losses are global, so these weights are the same on every replica.
+            loss_weights = tape.gradient(loss, task_losses, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            combined = tf.linalg.matvec(task_gradients, loss_weights, transpose_a=True)
+            others_objective = objective
         # `combined` is identical on every replica and the optimizer sums over replicas.
         shared_gradients = replicas.unflatten(combined / replicas.num_replicas(), shared)
         if auxiliary_objective is not None:
@@ -392,7 +399,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             shared_gradients = [g if a is None else g + tf.convert_to_tensor(a) for g, a in zip(shared_gradients, auxiliary)]
         shared_ids = {id(v) for v in shared}
         others = [v for v in self.trained_variables if id(v) not in shared_ids]
-        return shared + others, shared_gradients + tape.gradient(plain_objective, others), logs, task_gradients
+        return shared + others, shared_gradients + tape.gradient(others_objective, others), logs, task_gradients
 
     def _weighting_gradients(
         self, gradients: list, variables: list, num_replicas: int, task_losses: Any, task_gradients: Any
