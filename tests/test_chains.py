@@ -334,3 +334,20 @@ def test_cli_chain_errors_and_funnel_recipes(funnel_csv, tmp_path, capsys):
         config = resolve(None, {"model": model, "dataset": "synthetic-funnel"})
         assert config == resolve(load_recipe(shipped_recipe(model, "synthetic-funnel")), {})
         assert [t.get("parent") for t in config["tasks"]] == [None, "ctr"]
+
+
+def test_chained_outputs_are_served_by_name(funnel, tmp_path):
+    from tfmtl.export import export_saved_model
+
+    _, test, spec = funnel
+    model = BUILDERS["esmm"](spec, ESMM_TASKS)
+    version = export_saved_model(model, tmp_path / "esmm")
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    rows = test.head(64)
+    served = signature(**{k: tf.constant(v) for k, v in spec.input_arrays(rows).items()})
+    expected = model.predict(dataset(rows, spec, batch_size=64), verbose=0)
+    assert set(served) == {"ctr", "ctcvr", "cvr"}
+    for output, values in expected.items():
+        np.testing.assert_allclose(numpy(served[output]), values, rtol=1e-5, atol=1e-7)
+    described = json.loads((version / "assets.extra" / "tfmtl_signatures.json").read_text())["outputs"]
+    assert described["cvr"]["kind"] == "derived" and described["ctcvr"]["kind"] == "binary"

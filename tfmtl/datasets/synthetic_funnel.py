@@ -18,7 +18,8 @@ def funnel_columns(stages: Sequence[str] = STAGES) -> list[str]:
     Example:
 
     ```python
-    features = tfmtl.FeatureSpec.infer(train, exclude=funnel_columns())
+    train, test = synthetic_funnel(num_train=1_000, num_test=100)
+    features = tfmtl.FeatureSpec.infer(train, exclude=funnel_columns())   # user, item, x0 ... x7
     ```
     """
     columns = list(stages) + [f"{stage}_probability" for stage in stages]

@@ -44,12 +44,14 @@ class AITM(ESMM):
 
     ```python
     import keras, tfmtl
-    train, test = tfmtl.datasets.synthetic_funnel(num_train=20_000, num_test=5_000)
-    tasks = [tfmtl.Task("ctr", "binary", label="click"),
-             tfmtl.Task("ctcvr", "binary", label="conversion", parent="ctr", conditional_name="cvr")]
-    features = tfmtl.FeatureSpec.infer(train, exclude=tfmtl.datasets.funnel_columns())
+    steps = ["click", "cart", "purchase"]
+    train, test = tfmtl.datasets.synthetic_funnel(num_train=20_000, num_test=5_000, stages=steps)
+    tasks = [tfmtl.Task("click", "binary"), tfmtl.Task("cart", "binary", parent="click"),
+             tfmtl.Task("purchase", "binary", parent="cart")]
+    features = tfmtl.FeatureSpec.infer(train, exclude=tfmtl.datasets.funnel_columns(steps))
     model = AITM(features, tasks, calibrator_weight=0.6)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # outputs: click, cart, purchase, cart_conditional, purchase_conditional
     ```
     """
 
