@@ -47,7 +47,8 @@ def _train(out: Path, workers: int, extra: list[str]) -> dict:
         if workers > 1:
             cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        processes.append(process)
     try:
         for process in processes:
             _, err = process.communicate(timeout=3600)
@@ -73,18 +74,20 @@ def _recipe(folder: Path, steps_per_execution: int) -> list[str]:
 def workers() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        one = ["--strategy", "one-device"]
         rows = [
-            ("1 process, steps_per_execution 16 (recipe)", _train(folder / "a", 1, ["--strategy", "one-device"])),
-            ("1 process, steps_per_execution 1", _train(folder / "b", 1, ["--strategy", "one-device", *_recipe(folder, 1)])),
-            ("2 workers (MultiWorkerMirrored), steps_per_execution 1", _train(folder / "c", 2, ["--strategy", "multi-worker"])),
-        ]  # fmt: skip
+            ("1 process, steps_per_execution 16 (recipe)", _train(folder / "a", 1, one)),
+            ("1 process, steps_per_execution 1", _train(folder / "b", 1, [*one, *_recipe(folder, 1)])),
+            ("2 workers (MultiWorkerMirrored), steps_per_execution 1",
+             _train(folder / "c", 2, ["--strategy", "multi-worker"])),
+        ]
     _print(rows)
 
 
 def precision() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [(f"--mixed-precision {mode}", _train(Path(tmp) / mode, 1, ["--strategy", "one-device", "--mixed-precision", mode]))
-                for mode in ("off", "bf16")]  # fmt: skip
+        flags = ["--strategy", "one-device", "--mixed-precision"]
+        rows = [(f"--mixed-precision {mode}", _train(Path(tmp) / mode, 1, [*flags, mode])) for mode in ("off", "bf16")]
     _print(rows)
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -114,7 +113,8 @@ def test_distributed_dataset_on_one_device_gives_the_plain_batches(census, censu
     df = census[0].head(300)
     plain = list(tfmtl.data.dataset(df, census_spec, census_tasks, batch_size=128, shuffle=True, seed=3))
     spread = list(distribute.distributed_dataset(
-        tf.distribute.get_strategy(), df, census_spec, census_tasks, global_batch_size=128, shuffle=True, seed=3))  # fmt: skip
+        tf.distribute.get_strategy(), df, census_spec, census_tasks, global_batch_size=128, shuffle=True, seed=3)
+    )
     assert len(plain) == len(spread) == 3
     for (x, y), (x2, y2) in zip(plain, spread):
         np.testing.assert_array_equal(y["income"].numpy(), y2["income"].numpy())
@@ -176,7 +176,8 @@ def test_bf16_trains_with_float32_encoder_outputs_and_losses(tmp_path, census, c
     model.save(tmp_path / "bf16.keras")
     reloaded = keras.saving.load_model(tmp_path / "bf16.keras")
     assert reloaded.dtype_policy.name == "mixed_bfloat16"
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0)["income"], model.predict(x, verbose=0)["income"], atol=1e-6)
+    again = reloaded.predict(x, verbose=0)["income"]
+    np.testing.assert_allclose(again, model.predict(x, verbose=0)["income"], atol=1e-6)
 
 
 # ----- embedding backend --------------------------------------------------------------
@@ -270,7 +271,8 @@ def _workers(command: list[str], logs: Path, cwd: Path) -> Iterator[list[subproc
     processes: list[subprocess.Popen] = []
     try:
         for index in range(2):
-            config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+            cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+            config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
             env = {**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"}
             env.pop("TPU_NAME", None)
             log = open(logs.with_name(f"{logs.name}-{index}.log"), "w")
@@ -304,8 +306,8 @@ def test_two_workers_train_to_identical_weights_that_match_one_process(tmp_path,
                "--epochs", "6", "--batch-size", "64", "--probe"]  # fmt: skip  (2048 / 64 * 6 = 192 steps)
     with _workers(command, tmp_path / "worker", tmp_path) as processes:
         # The single-process reference meanwhile, in this process: same seed, same global batches.
-        reference = run.build(tf.distribute.get_strategy(), tfmtl.FeatureSpec.infer(df, exclude=["income", "marital"]), 1)
-        spec = reference.feature_spec
+        spec = tfmtl.FeatureSpec.infer(df, exclude=["income", "marital"])
+        reference = run.build(tf.distribute.get_strategy(), spec, 1)
         data = tfmtl.data.dataset(df, spec, run.TASKS, batch_size=64, shuffle=True, seed=7)
         expected = reference.fit(data, epochs=6, verbose=0).history
         _wait(processes, tmp_path / "worker", timeout=420)

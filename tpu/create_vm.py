@@ -14,7 +14,8 @@ import kit
 def commands(args) -> list[list[str]]:  # noqa: ANN001
     kit.hosts(args.accelerator_type)  # a malformed type fails before anything runs
     extra = ["--spot"] if args.spot else []
-    return [kit.tpu_vm(args, "create", f"--accelerator-type={args.accelerator_type}", f"--version={args.runtime_version}", *extra)]
+    kind, version = f"--accelerator-type={args.accelerator_type}", f"--version={args.runtime_version}"
+    return [kit.tpu_vm(args, "create", kind, version, *extra)]
 
 
 def main() -> None:

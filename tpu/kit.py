@@ -37,7 +37,7 @@ def hosts(accelerator_type: str) -> int:
     """How many VM hosts a slice has: one per 8 chips/cores (v5litepod-16, v6e-16, v5p-16 and v4-16: 2)."""
     match = re.fullmatch(r"(v\d+[a-z]*|v5litepod)-(\d+)", accelerator_type)
     if not match:
-        raise SystemExit(f"--accelerator-type: expected a type like v5litepod-8, v6e-8 or v6e-16, got {accelerator_type!r}")
+        raise SystemExit(f"--accelerator-type: expected a type like v5litepod-8 or v6e-16, got {accelerator_type!r}")
     return max(1, int(match.group(2)) // 8)
 
 

@@ -27,8 +27,9 @@ def commands(args) -> list[list[str]]:  # noqa: ANN001
     tpu = args.name if pod else "local"
     train = shlex.join([kit.TFMTL, "train", "--strategy", "tpu", "--tpu", tpu, "--out", f"{kit.RUNS_DIR}/{args.run}",
                         *args.train_args])  # fmt: skip
+    staged = f"'{args.bucket.rstrip('/')}/data/*'"
     remote = (
-        f"mkdir -p {kit.DATA_DIR} && gcloud storage cp --recursive '{args.bucket.rstrip('/')}/data/*' {kit.DATA_DIR}/ && "
+        f"mkdir -p {kit.DATA_DIR} && gcloud storage cp --recursive {staged} {kit.DATA_DIR}/ && "
         f"nohup {train} > {kit.LOG_FILE} 2>&1 &"
     )
     return [kit.ssh(args, workers, remote)]

@@ -71,7 +71,9 @@ def distributed_dataset(
     with strategy.scope():
         model = tfmtl.zoo.MMoE(spec, tasks)
         model.compile()
-    train = tfmtl.distribute.distributed_dataset(strategy, df, spec, tasks, global_batch_size=1024, shuffle=True, seed=1)
+    train = tfmtl.distribute.distributed_dataset(
+        strategy, df, spec, tasks, global_batch_size=1024, shuffle=True, seed=1
+    )
     model.fit(train, epochs=2)
     ```
     """
@@ -79,14 +81,15 @@ def distributed_dataset(
         raise InputError(f"global_batch_size: expected a positive integer, got {global_batch_size!r}")
     replicas = distribution.num_replicas_in_sync
     if global_batch_size < replicas:
-        raise InputError(f"batch size {global_batch_size} is smaller than the {replicas} replicas: give each at least one")
+        raise InputError(f"batch size {global_batch_size} is below the {replicas} replicas: give each at least one")
     if drop_remainder and global_batch_size % replicas:
         raise InputError(f"batch size {global_batch_size} must be a multiple of the {replicas} replicas here")
     if isinstance(data, pd.DataFrame):
         return _from_frame(distribution, data, features, tasks, global_batch_size, shuffle, seed, drop_remainder)
     from tfmtl.distribute.tfrecord import list_shards
 
-    return _from_files(distribution, list_shards(data), features, tasks, global_batch_size, shuffle, seed, drop_remainder)
+    files = list_shards(data)
+    return _from_files(distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder)
 
 
 def _from_frame(distribution, df, features, tasks, global_batch_size, shuffle, seed, drop_remainder):  # noqa: ANN001

@@ -76,7 +76,9 @@ def _entry_encoder(name: str, kind: str) -> Callable[[Any], bytes]:
     return lambda value: b"" if _missing(value) else cached(value)
 
 
-def write_tfrecords(df: pd.DataFrame, out_dir: str | os.PathLike, *, shards: int = 8, compression: str | None = "GZIP") -> list[Path]:
+def write_tfrecords(
+    df: pd.DataFrame, out_dir: str | os.PathLike, *, shards: int = 8, compression: str | None = "GZIP"
+) -> list[Path]:
     """Writes `df` as `shards` TFRecord files of one `tf.Example` per row, plus `schema.json`.
 
     Rows go to the shards in turn (row `i` to shard `i % shards`), so shards differ in

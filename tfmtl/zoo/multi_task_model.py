@@ -84,7 +84,8 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         self.tower_activation = tower_activation
         self.dropout = dropout
         self.fused_embeddings = fused_embeddings
-        with global_dtype_policy("float32"):  # lookups, embedding gathers and standardisation stay float32 under mixed precision
+        # Lookups, embedding gathers and standardisation stay float32 under mixed precision.
+        with global_dtype_policy("float32"):
             self.encoder = FeatureEncoder(features, fused=fused_embeddings, name="encoder")
         self.towers = TaskTowers(
             len(self.tasks),
