@@ -455,8 +455,8 @@ NOTES = [
     "loop without its per-epoch validation. Prediction examples/s: the second of two calls of each library's own "
     "predict over the test set at batch 8192; the first call, graph tracing included, is 'first predict s'.",
     "tfmtl trains with its recipe's `steps_per_execution`; DeepCTR with embedding L2 set to 0 (its default is "
-    "1e-5) so all minimise the same loss; torch-rechub's MLPs carry BatchNorm after every linear layer, its "
-    "loss is the mean of the task losses and its data loader gathers examples one at a time (its design).",
+    "1e-5) so all minimise the same loss; torch-rechub's MLPs carry BatchNorm after every linear layer and its "
+    "loss is the mean of the task losses (its design).",
     "torch-rechub runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets it: spinning OpenMP threads "
     "made it over 10x slower on a machine shared with other jobs; its batches are its own datasets indexed a "
     "batch at a time (its DataGenerator collates one example at a time).",
@@ -632,6 +632,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     started = datetime.now(timezone.utc)
     load_start = os.getloadavg()[0]
+    commit = git_commit()  # the code the runs will use, not whatever is there when they end
     train, test = tfmtl.datasets.census_income()
     if args.rows:
         train, test = train.head(args.rows).reset_index(drop=True), test.head(args.rows).reset_index(drop=True)
@@ -663,7 +664,7 @@ def main(argv: list[str] | None = None) -> Path:
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average": [load_start, os.getloadavg()[0]],
-        "commit": git_commit(),
+        "commit": commit,
         "seeds": args.seeds,
         "train_rows": len(train),
         "test_rows": len(test),
