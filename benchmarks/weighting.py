@@ -12,12 +12,12 @@ Markdown table per set-up (and the raw runs as JSON beside it):
   towers of 8), per-task test MSE.
 
 Quality is mean ± std over seeds. Step time is measured in the same run for every
-strategy, interleaved (for each seed, every strategy in turn), so that load from other
-jobs on a shared machine falls on all strategies alike. It is given relative to static
-weighting in the same seed round, averaged over seeds, as CPU time per step
-(`time.process_time`, all of this process's threads) and wall time per step, both
-around the whole `fit` (graph tracing included) and over the epochs after the first
-(steady state, no tracing).
+strategy, interleaved (for each seed, every strategy in turn, each round starting one
+strategy later in the list), so that load from other jobs on a shared machine falls on
+all strategies alike. It is given relative to static weighting in the same seed round,
+averaged over seeds, as CPU time per step (`time.process_time`, all of this process's
+threads) and wall time per step, both around the whole `fit` (graph tracing included)
+and over the epochs after the first (steady state, no tracing).
 
     python benchmarks/weighting.py --out benchmarks/results/weighting.md \
         [--seeds 1 2 3] [--census-fraction 1.0] [--strategies static pcgrad ...] [--setups census synthetic]
@@ -165,18 +165,20 @@ def main() -> None:
     parser.add_argument("--synthetic-rows", type=int, default=10_000)
     parser.add_argument("--synthetic-epochs", type=int, default=10)
     args = parser.parse_args()
-    strategies = ["static"] + [s for s in args.strategies if s != "static"]  # the reference runs first
+    strategies = ["static"] + [s for s in args.strategies if s != "static"]  # the reference heads the table
     started = time.perf_counter()
     load_before = os.getloadavg()
     sections, raw = [], {}
     for setup_name in args.setups:
         runs = []
-        for seed in args.seeds:
+        for round_index, seed in enumerate(args.seeds):
             if setup_name == "census":
                 setup = census_setup(seed, args.census_fraction)
             else:
                 setup = synthetic_setup(seed, args.correlation, args.synthetic_rows, args.synthetic_epochs)
-            for strategy in strategies:
+            # Each round starts with a different strategy, so no strategy always runs first (cold caches, load).
+            start = round_index % len(strategies)
+            for strategy in strategies[start:] + strategies[:start]:
                 runs.append(run(strategy, seed, setup))
                 print({k: round(v, 5) if isinstance(v, float) else v for k, v in runs[-1].items()}, flush=True)
         task_names = [task.name for task in setup[3]]
@@ -204,7 +206,7 @@ def main() -> None:
             "Quality: mean ± std over seeds. Step time: this strategy's time per training step over static's in",
             "the same seed round, mean over seeds; CPU is `time.process_time` (all threads of the process),",
             "steady is the epochs after the first (no graph tracing), whole fit includes tracing. Strategies ran",
-            "interleaved, every strategy once per seed in turn.",
+            "interleaved, every strategy once per seed in turn, each round starting one strategy later.",
             "",
             *sections,
             f"Command: `{command}` ({time.perf_counter() - started:.0f} s wall on {platform.machine()}, "

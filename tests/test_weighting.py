@@ -200,7 +200,7 @@ def test_stateful_strategies_save_and_reload_their_state(name, census, census_sp
     df = census[0].head(512)
     model = tfmtl.zoo.MMoE(census_spec, census_tasks, num_experts=2, expert_units=[8], tower_units=[4])
     model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=name)
-    model.fit(dataset(df, census_spec, census_tasks, batch_size=128), epochs=3, verbose=0)
+    model.fit(dataset(df, census_spec, census_tasks, batch_size=128), epochs=2, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert type(loaded.weighting) is STRATEGIES[name]
