@@ -145,7 +145,8 @@ def bottleneck_tasks(epochs, weighting):
     model.compile(optimizer=keras.optimizers.Adam(0.05), weighting=weighting)
     whole = dataset(df, spec, tasks, batch_size=n)
     before = model.evaluate(whole, verbose=0, return_dict=True)
-    history = model.fit(dataset(df, spec, tasks, batch_size=256, shuffle=True, seed=0), epochs=epochs, verbose=0).history
+    data = dataset(df, spec, tasks, batch_size=256, shuffle=True, seed=0)
+    history = model.fit(data, epochs=epochs, verbose=0).history
     after = model.evaluate(whole, verbose=0, return_dict=True)
     rates = np.array([after[f"{t}_loss"] / before[f"{t}_loss"] for t in ("y1", "y2")])
     return rates, history
@@ -222,7 +223,8 @@ def test_monitoring_gradients_does_not_change_a_loss_level_update(strategy, cens
         model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=strategy, monitor_gradients=monitor)
         model.fit(dataset(df, census_spec, census_tasks, batch_size=128), epochs=1, verbose=0)
         models.append(model)
-    for a, b in zip(*(m.get_weights() + [keras.ops.convert_to_numpy(v) for v in m.weighting.variables] for m in models)):
+    states = [m.get_weights() + [keras.ops.convert_to_numpy(v) for v in m.weighting.variables] for m in models]
+    for a, b in zip(*states):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
