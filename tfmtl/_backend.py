@@ -11,7 +11,7 @@ def check_backend() -> None:
     if major < 3:
         raise ImportError(
             f"tfmtl needs Keras 3 (found keras {keras.__version__}); run: pip install 'keras>=3' "
-            "and do not set TF_USE_LEGACY_KERAS"
+            "and do not switch TensorFlow back to legacy Keras 2"
         )
     backend = keras.config.backend()
     if backend != "tensorflow":
