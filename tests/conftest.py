@@ -40,3 +40,26 @@ def census_spec(census):
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+
+
+@pytest.fixture
+def fit_beats_constant(census, census_spec, census_tasks):
+    """Trains a model for 3 epochs on the slice and checks it beats the constant prior on every task."""
+    import numpy as np
+
+    from tfmtl.data import dataset
+
+    def check(model: keras.Model) -> dict[str, float]:
+        train, test = census
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        batches = dataset(train, census_spec, census_tasks, batch_size=256, shuffle=True, seed=0)
+        model.fit(batches, epochs=3, verbose=0)
+        scores = model.evaluate(dataset(test, census_spec, census_tasks, batch_size=4096), return_dict=True, verbose=0)
+        for task in ("income", "marital"):
+            prior = train[task].mean()
+            constant = -np.mean(test[task] * np.log(prior) + (1 - test[task]) * np.log(1 - prior))
+            assert scores[f"{task}_logloss"] < 0.8 * constant, (task, scores)
+        assert scores["income_auc"] > 0.85 and scores["marital_auc"] > 0.95, scores
+        return scores
+
+    return check

@@ -23,17 +23,10 @@ def predictions(model, df, spec):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_training_beats_a_constant_predictor(name, census, census_spec, census_tasks):
-    train, test = census
+def test_training_beats_a_constant_predictor(name, census, census_spec, census_tasks, fit_beats_constant):
+    test = census[1]
     model = MODELS[name](census_spec, census_tasks)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    model.fit(dataset(train, census_spec, census_tasks, batch_size=256, shuffle=True, seed=0), epochs=3, verbose=0)
-    scores = model.evaluate(dataset(test, census_spec, census_tasks, batch_size=4096), return_dict=True, verbose=0)
-    for task in ("income", "marital"):
-        prior = train[task].mean()
-        constant = -np.mean(test[task] * np.log(prior) + (1 - test[task]) * np.log(1 - prior))
-        assert scores[f"{task}_logloss"] < 0.8 * constant, (task, scores)
-    assert scores["income_auc"] > 0.85 and scores["marital_auc"] > 0.95
+    fit_beats_constant(model)
     preds = predictions(model, test, census_spec)
     assert set(preds) == {"income", "marital"} and preds["income"].shape == (len(test),)
     assert ((preds["income"] >= 0) & (preds["income"] <= 1)).all()
