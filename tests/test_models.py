@@ -188,3 +188,18 @@ def test_base_class_needs_a_body(census_spec, census_tasks):
 
     with pytest.raises(NotImplementedError, match="build_body"):
         NoBody(census_spec, census_tasks).build()
+
+
+def test_xla_compiles_steps_on_preprocessed_inputs_and_falls_back_for_raw(census, census_spec, census_tasks):
+    train, test = census[0].head(1024), census[1].head(512)
+    model = MMoE(census_spec, census_tasks, num_experts=3, expert_units=[8], tower_units=[4])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    model.fit(dataset(train, census_spec, census_tasks, batch_size=256), epochs=1, verbose=0)
+    assert model.jit_compile  # Keras alone refuses XLA for a model holding preprocessing layers
+    compiled = predictions(model, test, census_spec)
+    raw = model.predict(dataset(test, census_spec, batch_size=4096, preprocess=False), verbose=0)
+    assert not model.jit_compile  # string lookups stay out of XLA
+    for task in raw:
+        np.testing.assert_allclose(compiled[task], raw[task], rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match="jit_compile"):
+        model.compile(jit_compile="auto")

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 42,
         "weighting": "static",
         "steps_per_execution": 16,
+        "jit_compile": False,
     },
 }
 

@@ -124,6 +124,8 @@ def run_training(
     for key in ("epochs", "batch_size", "steps_per_execution"):
         if not isinstance(training[key], int) or training[key] < 1:
             raise InputError(f"--{key.replace('_', '-')}: expected a positive integer, got {training[key]!r}")
+    if not isinstance(training["jit_compile"], bool):
+        raise InputError(f"training.jit_compile: expected true or false, got {training['jit_compile']!r}")
     if not training["learning_rate"] > 0:
         raise InputError(f"--learning-rate: expected a positive number, got {training['learning_rate']!r}")
     scale_out = scale_out or ScaleOut()
@@ -138,6 +140,7 @@ def run_training(
             optimizer=keras.optimizers.Adam(training["learning_rate"]),
             weighting=training["weighting"],
             steps_per_execution=scale_out.steps_per_execution(training["steps_per_execution"]),
+            jit_compile=training["jit_compile"],
         )
     train_ds = training_data(distribution, train, features, tasks, training["batch_size"], training["seed"])
     try:
