@@ -8,6 +8,8 @@ import pytest
 import tfmtl
 from tfmtl import InputError
 from tfmtl.data import dataset, read_table, write_atomically, write_json
+from tfmtl.features import CategoricalFeature, HashedFeature, ListFeature, NumericFeature
+from tfmtl.layers import FeatureEncoder
 
 
 def test_dataset_batches_inputs_labels_and_weights(census, census_spec):
@@ -53,6 +55,36 @@ def test_shuffle_is_reproducible_and_covers_every_row_once(census, census_spec, 
     assert len(a1) == len(census[0]) and sorted(a1) == sorted(census[0]["income"])
     sizes = [int(b[1]["income"].shape[0]) for b in ds]
     assert sizes[:-1] == [300] * (len(sizes) - 1) and sizes[-1] == len(census[0]) - 300 * (len(sizes) - 1)
+
+
+def test_preprocessed_columns_equal_the_encoders_preprocessing_of_every_row():
+    # Columns are looked up through their distinct values: the result must be row for row
+    # what the encoder gives, for every feature kind, missing and unseen values included.
+    rng = np.random.default_rng(0)
+    rows = 300
+    df = pd.DataFrame({
+        "city": rng.choice(["Oslo", "Rome", "Lima", None], rows),
+        "code": rng.integers(0, 6, rows),
+        "user": [f"u{i}" for i in rng.integers(0, 500, rows)],
+        "item": rng.integers(0, 10**9, rows),
+        "genres": rng.choice(["a|b", "b", "", "c|zz"], rows),
+        "age": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(40, 9, rows)),
+        "score": rng.normal(0, 1, rows),
+    })
+    spec = tfmtl.FeatureSpec([
+        CategoricalFeature("city", ("Rome", "Oslo", ""), 4),  # "Lima" is out of vocabulary
+        CategoricalFeature("code", ("1", "2", "3"), 4, dtype="int64"),
+        HashedFeature("user", 64, 8),
+        HashedFeature("item", 32, 4, dtype="int64"),
+        ListFeature("genres", ("a", "b", "c"), 4),
+        NumericFeature("age", mean=40.0, variance=81.0, missing_indicator=True),
+        NumericFeature("score"),
+    ])
+    expected = FeatureEncoder(spec).preprocess(spec.input_arrays(df))
+    got = next(iter(dataset(df, spec, batch_size=rows)))
+    assert set(got) == set(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy(), err_msg=key)
 
 
 def test_dataset_bad_input(census, census_spec, census_tasks):

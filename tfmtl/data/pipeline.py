@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.feature_encoder import FeatureEncoder
+from tfmtl.layers.field_embedding import FieldEmbedding
 from tfmtl.tasks.task import Task, check_tasks
 
 
@@ -24,32 +25,80 @@ def model_arrays(
     only there when a task has a `sample_weight` column. Bad columns raise
     `InputError` naming the column.
     """
+    _check_frame(df)
+    return (features.input_arrays(df), *target_arrays(df, tasks))
+
+
+def target_arrays(df: pd.DataFrame, tasks: Sequence[Task] | None) -> tuple[dict[str, np.ndarray], ...]:
+    """`()`, `(labels,)` or `(labels, weights)` keyed by task name, as `model_arrays` gives them."""
+    if not tasks:
+        return ()
+    tasks = check_tasks(tasks)
+    labels = {t.name: t.label_values(df) for t in tasks}
+    if not any(t.sample_weight for t in tasks):
+        return (labels,)
+    return labels, {t.name: t.weight_values(df) for t in tasks}
+
+
+def _check_frame(df: Any) -> None:
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"data: expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise InputError("data: the DataFrame is empty")
-    inputs = features.input_arrays(df)
-    if not tasks:
-        return (inputs,)
-    tasks = check_tasks(tasks)
-    labels = {t.name: t.label_values(df) for t in tasks}
-    if not any(t.sample_weight for t in tasks):
-        return inputs, labels
-    return inputs, labels, {t.name: t.weight_values(df) for t in tasks}
 
 
 PREPROCESS_CHUNK = 65_536
 
 
-def preprocessed(inputs: dict[str, tf.Tensor], features: FeatureSpec) -> dict[str, tf.Tensor]:
-    """Runs the preprocessing of `features` over whole columns, in chunks to bound memory."""
+def preprocessed(df: pd.DataFrame, features: FeatureSpec) -> dict[str, tf.Tensor]:
+    """Runs the preprocessing of `features` over whole columns of `df`: what `FeatureEncoder.preprocess` gives.
+
+    Memory stays near the size of the result: columns are converted one at a time,
+    and a categorical or hashed column is looked up through its distinct values only
+    (lookups and hashing act value by value), then spread to its rows by their codes,
+    so the raw strings of the whole frame never exist at once.
+    """
+    features.check_columns(df)
     encoder = FeatureEncoder(features)  # its tables are never built: preprocessing only
-    rows = int(tf.shape(next(iter(inputs.values())))[0])
-    chunks = [
-        encoder.preprocess({k: v[start : start + PREPROCESS_CHUNK] for k, v in inputs.items()})
-        for start in range(0, rows, PREPROCESS_CHUNK)
-    ]
-    return {key: tf.concat([chunk[key] for chunk in chunks], axis=0) for key in chunks[0]}
+    out: dict[str, tf.Tensor] = {}
+    for layer in encoder.field_embeddings:
+        if layer.has_fixed_fields:
+            out[layer.ids_key] = tf.convert_to_tensor(_field_ids(layer, df, features))
+        for name in layer.list_feature_names:
+            out[name] = tf.convert_to_tensor(features[name].column_values(df[name]))
+    numeric = encoder.numeric_encoder
+    if numeric is not None:
+        raw = {f.name: f.column_values(df[f.name]) for f in numeric.features}
+        values = np.empty((len(df), numeric.output_dim), np.float32)
+        for start in range(0, len(df), PREPROCESS_CHUNK):
+            values[start : start + PREPROCESS_CHUNK] = numeric(
+                {k: v[start : start + PREPROCESS_CHUNK] for k, v in raw.items()}
+            )
+        out[numeric.values_key] = tf.convert_to_tensor(values)
+    return out
+
+
+def _field_ids(layer: FieldEmbedding, df: pd.DataFrame, features: FeatureSpec) -> np.ndarray:
+    """`layer.lookup_ids` of `df`'s rows, `(rows, fields)` int32, from each column's distinct values."""
+    lists = set(layer.list_feature_names)
+    names = [name for name in layer.field_names if name not in lists]  # lookup_ids' column order
+    codes, distinct = [], []
+    for name in names:
+        # Factorized after conversion, so values are distinct exactly when their raw inputs are.
+        row_codes, values = pd.factorize(features[name].column_values(df[name]), use_na_sentinel=False)
+        codes.append(row_codes.astype(np.int32))
+        distinct.append(values)
+    longest = max(len(values) for values in distinct)
+    table = np.empty((longest, len(names)), np.int32)
+    for start in range(0, longest, PREPROCESS_CHUNK):
+        positions = np.arange(start, min(start + PREPROCESS_CHUNK, longest))
+        # Shorter value lists repeat their last value to fill the chunk; those rows go unused.
+        chunk = {name: values[np.minimum(positions, len(values) - 1)] for name, values in zip(names, distinct)}
+        table[positions] = layer.lookup_ids(chunk).numpy()
+    ids = np.empty((len(df), len(names)), np.int32)
+    for field, row_codes in enumerate(codes):
+        ids[:, field] = table[row_codes, field]
+    return ids
 
 
 def dataset(
@@ -87,10 +136,14 @@ def dataset(
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    arrays = model_arrays(df, features, tasks)
-    columns = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+    _check_frame(df)
     if preprocess:
-        columns = (preprocessed(columns[0], features), *columns[1:])
+        inputs = preprocessed(df, features)
+    else:
+        features.check_columns(df)
+        # Column by column: one column's raw values at a time besides the tensors.
+        inputs = {f.name: tf.convert_to_tensor(f.column_values(df[f.name])) for f in features}
+    columns = (inputs, *tf.nest.map_structure(tf.convert_to_tensor, target_arrays(df, tasks)))
     columns = columns[0] if len(columns) == 1 else columns
     batches = batch_indices(len(df), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
 

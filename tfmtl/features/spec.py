@@ -87,10 +87,14 @@ class FeatureSpec:
 
     def input_arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         """Returns the raw model inputs for a DataFrame, one array per feature."""
+        self.check_columns(df)
+        return {f.name: f.column_values(df[f.name]) for f in self.features}
+
+    def check_columns(self, df: pd.DataFrame) -> None:
+        """Raises `InputError` naming the feature columns that `df` lacks."""
         missing = [name for name in self.names if name not in df.columns]
         if missing:
             raise InputError(f"data is missing feature column(s) {missing}")
-        return {f.name: f.column_values(df[f.name]) for f in self.features}
 
     def get_config(self) -> dict[str, Any]:
         return {"features": [feature_to_config(f) for f in self.features]}
