@@ -41,6 +41,7 @@ def start(description: str) -> tuple[argparse.Namespace, dict[str, Any]]:
     yet, so the report can tell the framework's share of the peak from the rest.
     """
     import_rss_mb = memory_mb("VmRSS")
+    import_split = resident_split_mb()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", required=True, help="the folder compare_peers.py wrote")
     parser.add_argument("--model", choices=MODELS, default="mmoe")
@@ -61,6 +62,7 @@ def start(description: str) -> tuple[argparse.Namespace, dict[str, Any]]:
     if len(args.tasks) != args.num_tasks:
         parser.error(f"--num-tasks: at most {len(meta['tasks'])}")
     args.import_rss_mb = import_rss_mb
+    args.import_split = import_split
     random.seed(args.seed)
     np.random.seed(args.seed)
     return args, meta
@@ -85,6 +87,12 @@ def encoded_arrays(folder: str, num_tasks: int) -> tuple[dict, np.ndarray, dict,
     return split["train"], train_labels[:, :num_tasks], split["test"], test_labels[:, :num_tasks]
 
 
+def training_labels(folder: str) -> np.ndarray:
+    """The training labels of every task in meta.json, `(rows, tasks)`, without loading the encoded inputs."""
+    with np.load(Path(folder) / "arrays.npz") as arrays:
+        return arrays["train__labels"]
+
+
 def memory_mb(field: str = "VmHWM") -> float:
     """This process's peak (`VmHWM`) or current (`VmRSS`) resident memory, in MiB.
 
@@ -92,11 +100,26 @@ def memory_mb(field: str = "VmHWM") -> float:
     there is no `/proc`: Linux carries it over from the launching process across
     `exec`, so every runner would report at least `compare_peers.py`'s own peak.
     """
+    status = _status_kib()
+    if field in status:
+        return status[field] / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_split_mb() -> dict[str, float]:
+    """This process's resident memory now, `{"anon": MiB, "file": MiB}`; empty where there is no `/proc`."""
+    status = _status_kib()
+    return {"anon": status["RssAnon"] / 1024, "file": status["RssFile"] / 1024} if "RssAnon" in status else {}
+
+
+def _status_kib() -> dict[str, int]:
+    """The kB fields of `/proc/self/status` (`VmHWM`, `RssAnon`, ...); empty where there is none."""
     try:
-        status = Path("/proc/self/status").read_text()
-        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = (line.split() for line in lines)
+    return {f[0].rstrip(":"): int(f[1]) for f in fields if len(f) == 3 and f[2] == "kB"}
 
 
 class Stopwatch:
@@ -133,6 +156,11 @@ def finish(args: argparse.Namespace, result: dict[str, Any], predictions: np.nda
         train_examples_per_second=args.epochs * train_rows / result["fit_seconds"],
         peak_rss_mb=memory_mb("VmHWM"), import_rss_mb=args.import_rss_mb,
     )
+    # Not peaks (Linux keeps no peak per kind): what the resident memory is made of after the
+    # imports and at the end, anonymous (heap: data, model, compiled code) or file-backed
+    # (mapped libraries, e.g. the framework's shared objects).
+    result.update({f"import_{kind}_rss_mb": mb for kind, mb in args.import_split.items()})
+    result.update({f"end_{kind}_rss_mb": mb for kind, mb in resident_split_mb().items()})
     if predictions is not None:
         predictions = np.asarray(predictions, dtype=np.float32).reshape(test_rows, len(args.tasks))
         result["predict_examples_per_second"] = test_rows / result["predict_seconds"]

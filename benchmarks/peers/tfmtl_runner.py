@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import Stopwatch, encoded_arrays, finish, model_settings, quiet, start, timed_twice
+from common import Stopwatch, finish, model_settings, quiet, start, timed_twice, training_labels
 
 quiet()
 
@@ -38,11 +38,13 @@ def main() -> None:
     args, meta = start(__doc__.splitlines()[0])
     train = pd.read_parquet(Path(args.data) / "train.parquet")
     test = pd.read_parquet(Path(args.data) / "test.parquet")
-    _, train_labels, _, _ = encoded_arrays(args.data, len(args.tasks))
-    # Synthetic extra tasks (scaling study) are label columns like the real ones.
-    for index, task in enumerate(args.tasks):
-        if task not in train.columns:
-            train[task] = train_labels[:, index]
+    # Synthetic extra tasks (scaling study) are label columns like the real ones; only
+    # they need the shared labels, and only those are loaded (not the peers' inputs).
+    synthetic = [index for index, task in enumerate(args.tasks) if task not in train.columns]
+    if synthetic:
+        train_labels = training_labels(args.data)
+        for index in synthetic:
+            train[args.tasks[index]] = train_labels[:, index]
     config = resolve(None, {
         "model": args.model,
         "dataset": "census-income",
