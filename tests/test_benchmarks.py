@@ -58,3 +58,14 @@ def test_compare_peers_on_a_tiny_slice_writes_its_table_plots_and_json(census_fu
     assert report["targets"] == []  # no peer ran, nothing to compare with
     assert sorted(p.name for p in folder.glob("*.png")) == [
         "roofline.png", "scaling_batch_size.png", "scaling_experts.png", "scaling_tasks.png", "throughput.png"]
+
+
+def test_step_profile_on_a_tiny_slice_writes_its_table(tmp_path):
+    import step_profile
+
+    table = step_profile.main(["--rows", "2048", "--repeats", "1", "--batch-size", "512", "--out-dir", str(tmp_path)])
+    text = table.read_text()
+    for row in ("| forward |", "| + Adam |", "| train_step, XLA |", "| fit (1 epoch) |", "expert matmuls alone"):
+        assert row in text, row
+    report = json.loads((tmp_path / "step_profile.json").read_text())
+    assert all(v["best_examples_per_second"] > 0 for v in report["variants"].values())
