@@ -9,13 +9,16 @@ same size. Every model is trained to convergence under one protocol: the last
 `--validation-fraction` of the training rows is held out, the learning rate halves when
 the validation loss stalls (improves by less than 1e-4) for 2 epochs, and training
 stops when it stalls for `--patience` epochs, restoring the best weights. The label
-noise sets a floor of 0.01 on the test MSE. Writes a Markdown table (with the mean
-epochs trained) and a PNG plot of test loss against correlation.
+noise sets a floor of 0.01 on the test MSE. The paper compared loss curves during
+training, which measures how fast each model learns rather than where it ends: the
+same runs also record the test loss after each of `--budget-epochs` epochs. Writes
+Markdown tables (converged, then per budget, with the mean epochs trained) and a PNG
+plot of test loss against correlation.
 
 Needs matplotlib, a benchmark-only dependency: `pip install matplotlib`.
 
     python benchmarks/synthetic_correlation.py --out benchmarks/results/synthetic_correlation.md \
-        [--correlations 0.5 0.7 0.9 1.0] [--seeds 1 2 3] [--train-rows 50000] [--max-epochs 60]
+        [--correlations 0.5 0.7 0.9 1.0] [--seeds 1 2 3] [--train-rows 50000] [--max-epochs 60] [--budget-epochs 1 3]
 """
 
 from __future__ import annotations
@@ -47,8 +50,21 @@ MODELS = {
 TASKS = [tfmtl.Task("y1", "regression"), tfmtl.Task("y2", "regression")]
 
 
-def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Namespace) -> tuple[float, int]:
-    """Trains one model to convergence; returns its test loss and the epochs it trained."""
+class TestLossAtEpochs(keras.callbacks.Callback):
+    """Records the test loss (MSE, mean of the two tasks) at the end of the given epochs (1-based)."""
+
+    def __init__(self, test_data: object, epochs: list[int]) -> None:
+        super().__init__()
+        self.test_data, self.epochs, self.losses = test_data, set(epochs), {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 in self.epochs:
+            scores = self.model.evaluate(self.test_data, return_dict=True, verbose=0)
+            self.losses[epoch + 1] = (scores["y1_loss"] + scores["y2_loss"]) / 2
+
+
+def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Namespace) -> tuple[float, int, dict]:
+    """Trains one model to convergence; returns its test loss, the epochs it trained, the losses at the budgets."""
     rows, test = tfmtl.datasets.synthetic_correlated(
         correlation, num_train=args.train_rows, num_test=args.test_rows, seed=seed
     )
@@ -60,8 +76,11 @@ def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Nam
     model = MODELS[model_name](features, TASKS)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), steps_per_execution=16)
     data = tfmtl.data.dataset(train, features, TASKS, batch_size=args.batch_size, shuffle=True, seed=seed)
+    test_data = tfmtl.data.dataset(test, features, TASKS, batch_size=4096)
+    at_budgets = TestLossAtEpochs(test_data, args.budget_epochs)
     # An epoch counts as better when the validation loss (sum of the two tasks' MSE) drops by 1e-4.
     callbacks = [
+        at_budgets,
         keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=1e-4),
         keras.callbacks.EarlyStopping(patience=args.patience, min_delta=1e-4, restore_best_weights=True),
     ]
@@ -72,8 +91,25 @@ def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Nam
         callbacks=callbacks,
         verbose=0,
     )
-    scores = model.evaluate(tfmtl.data.dataset(test, features, TASKS, batch_size=4096), return_dict=True, verbose=0)
-    return (scores["y1_loss"] + scores["y2_loss"]) / 2, len(history.history["loss"])
+    scores = model.evaluate(test_data, return_dict=True, verbose=0)
+    return (scores["y1_loss"] + scores["y2_loss"]) / 2, len(history.history["loss"]), at_budgets.losses
+
+
+def table(results: dict, correlations: list[float], epochs: dict | None = None) -> list[str]:
+    """Markdown rows: test loss mean ± std per model and correlation (and the mean epochs trained)."""
+    lines = ["| model | " + " | ".join(f"p = {c}" for c in correlations) + (" | mean epochs |" if epochs else " |")]
+    lines.append("|---" * (len(correlations) + 1 + bool(epochs)) + "|")
+    for name, by_correlation in results.items():
+        cells = []
+        for c in correlations:
+            values = by_correlation[c]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
+        if epochs:
+            trained = [e for by_seed in epochs[name].values() for e in by_seed]
+            cells.append(f"{statistics.mean(trained):.0f} (max {max(trained)})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(results: dict, correlations: list[float], path: Path) -> None:
@@ -108,30 +144,29 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=50_000, help="rows generated for training and validation")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-rows", type=int, default=10_000)
+    parser.add_argument("--budget-epochs", type=int, nargs="*", default=[1, 3],
+                        help="also report the test loss after these epochs (the paper's view: how fast models learn)")
     args = parser.parse_args()
     if not 0 < args.validation_fraction < 1:
         parser.error(f"--validation-fraction: expected a fraction in (0, 1), got {args.validation_fraction}")
     started = time.perf_counter()
     results = {name: {c: [] for c in args.correlations} for name in args.models}
     epochs = {name: {c: [] for c in args.correlations} for name in args.models}
+    budgets = {b: {name: {c: [] for c in args.correlations} for name in args.models} for b in args.budget_epochs}
     for correlation in args.correlations:
         for seed in args.seeds:
             for name in args.models:
-                loss, trained = test_loss(name, correlation, seed, args)
+                loss, trained, at_budgets = test_loss(name, correlation, seed, args)
                 results[name][correlation].append(loss)
                 epochs[name][correlation].append(trained)
+                for budget, budget_loss in at_budgets.items():
+                    budgets[budget][name][correlation].append(budget_loss)
                 print(f"p={correlation} seed={seed} {name}: {loss:.4f} after {trained} epochs", flush=True)
-    header = "| model | " + " | ".join(f"p = {c}" for c in args.correlations) + " | mean epochs |"
-    lines = [header, "|---" * (len(args.correlations) + 2) + "|"]
-    for name, by_correlation in results.items():
-        cells = []
-        for c in args.correlations:
-            values = by_correlation[c]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.4f} ± {std:.4f}")
-        trained = [e for by_seed in epochs[name].values() for e in by_seed]
-        cells.append(f"{statistics.mean(trained):.0f} (max {max(trained)})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = table(results, args.correlations, epochs)
+    budget_sections = []
+    for budget, by_model in budgets.items():
+        heading = f"Test loss after {budget} epoch(s), in the same runs:"
+        budget_sections += [heading, "", *table(by_model, args.correlations), ""]
     out = Path(args.out)
     command = "python benchmarks/synthetic_correlation.py " + " ".join(sys.argv[1:])
     report = "\n".join(
@@ -146,6 +181,7 @@ def main() -> None:
             "",
             *lines,
             "",
+            *budget_sections,
             f"![test loss against correlation]({out.with_suffix('.png').name})",
             "",
             f"Command: `{command}` ({time.perf_counter() - started:.0f} s on {platform.machine()}, "
@@ -155,7 +191,10 @@ def main() -> None:
     )
     print(report)
     tfmtl.data.write_atomically(out, lambda path: Path(path).write_text(report))
-    tfmtl.data.write_json(out.with_suffix(".json"), {"command": command, "test_loss": results, "epochs": epochs})
+    tfmtl.data.write_json(
+        out.with_suffix(".json"),
+        {"command": command, "test_loss": results, "epochs": epochs, "test_loss_after_epochs": budgets},
+    )
     plot(results, args.correlations, out.with_suffix(".png"))
 
 
