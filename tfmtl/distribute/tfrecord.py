@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfmtl.data.files import write_atomically, write_json
 from tfmtl.errors import InputError
+from tfmtl.features.spec import holds_sequences
 
 SCHEMA_FILE = "schema.json"
 READ_BATCH = 65_536
@@ -30,10 +31,7 @@ def column_kind(series: pd.Series) -> str:
         return "int"
     if pd.api.types.is_numeric_dtype(series):
         return "float"
-    present = series.dropna()
-    if len(present) and isinstance(present.iloc[0], (list, tuple, np.ndarray)):
-        return "list"
-    return "string"
+    return "list" if holds_sequences(series) else "string"
 
 
 def _varint(n: int) -> bytes:

@@ -199,10 +199,13 @@ def _infer_kind(
         return "categorical" if series.nunique() <= max_integer_categories else "numeric"
     if pd.api.types.is_numeric_dtype(series):
         return "numeric"
-    first = series.dropna()
-    if len(first) and isinstance(first.iloc[0], (list, tuple, np.ndarray)):
-        return "list"
-    return "categorical"
+    return "list" if holds_sequences(series) else "categorical"
+
+
+def holds_sequences(series: pd.Series) -> bool:
+    """Whether a column's values are lists, tuples or arrays (judged by its first present value)."""
+    present = series.dropna()
+    return bool(len(present)) and isinstance(present.iloc[0], (list, tuple, np.ndarray))
 
 
 def _numeric_feature(series: pd.Series) -> NumericFeature:
