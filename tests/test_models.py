@@ -100,6 +100,26 @@ def test_missing_labels_are_masked_per_task(census, census_spec, census_tasks):
     assert on_masked["marital_loss"] == pytest.approx(on_full["marital_loss"], rel=1e-5)
 
 
+def test_metric_results_are_reported_once_per_execution(census, census_spec, census_tasks):
+    df = census[0].head(3000)
+    model = SharedBottom(census_spec, census_tasks, bottom_units=[16])
+    model.compile(steps_per_execution=4)
+    data = dataset(df, census_spec, census_tasks, batch_size=256)
+    batch_logs = []
+    logger = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batch_logs.append(dict(logs)))
+    history = model.fit(data, epochs=1, verbose=0, callbacks=[logger])
+    # Steps only update the metrics; each execution's logs still carry every running result.
+    assert set(batch_logs[-1]) >= {"loss", "income_auc", "income_logloss", "marital_auc", "marital_loss"}
+    assert history.history["income_auc"][0] == pytest.approx(float(model.get_metrics_result()["income_auc"]), rel=1e-6)
+    step_logs = model.train_step(next(iter(data)))
+    assert "income_auc" not in step_logs and "income_loss" in step_logs
+    evaluated = model.evaluate(data, return_dict=True, verbose=0)
+    model.reset_metrics()
+    for batch in data:
+        model.test_step(batch)
+    assert evaluated == pytest.approx({k: float(v) for k, v in model.get_metrics_result().items()}, rel=1e-6)
+
+
 def test_sample_weights_scale_the_loss(census, census_spec):
     df = census[0].head(1000).assign(w=2.0)
     plain = [Task("income", "binary")]

@@ -67,3 +67,27 @@ def test_per_task_report():
     assert grouped == {"a_b": {"auc": 0.9, "logloss": 0.2}, "r": {"rmse": 1.5, "mae": 1.0}}
     table = format_table(grouped)
     assert table.splitlines()[1].split()[0] == "a_b" and "1.5000" in table
+
+
+def test_binned_auc_equals_keras_auc_with_as_many_thresholds():
+    import keras
+
+    from tfmtl.tasks import BinnedAUC
+
+    rng = np.random.default_rng(0)
+    ours, keras_auc = BinnedAUC(num_bins=500), keras.metrics.AUC(num_thresholds=500)
+    for _ in range(3):  # several updates accumulate
+        labels = rng.integers(0, 2, 2000).astype("float32")
+        scores = np.clip(rng.random(2000) * 0.6 + labels * 0.3, 0, 1).astype("float32")
+        scores[:5], scores[5:10] = 0.0, 1.0  # both ends of the bins
+        weights = rng.random(2000).astype("float32")
+        weights[:40] = 0.0
+        ours.update_state(labels, scores, weights)
+        keras_auc.update_state(labels, scores, weights)
+    assert float(ours.result()) == pytest.approx(float(keras_auc.result()), abs=1e-6)
+    again = BinnedAUC.from_config(ours.get_config())
+    assert (again.num_bins, again.name) == (500, ours.name)
+    ours.reset_state()
+    assert float(ours.result()) == 0.0
+    with pytest.raises(ValueError, match="num_bins: expected an integer of at least 2, got 1"):
+        BinnedAUC(num_bins=1)

@@ -303,6 +303,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         return ops.stack(losses)
 
     def _update_metrics(self, labelled: list, logits: list, loss: Any, task_losses: Any, batch_size: Any) -> dict:
+        """Updates every metric; returns the running losses (the other results come once per execution)."""
         self._loss_tracker.update_state(loss, sample_weight=batch_size)
         start = 0
         for i, (task, (label, weight, count), z) in enumerate(zip(self.tasks, labelled, logits)):
@@ -314,7 +315,37 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             for metric in self.task_metrics[start : start + self._metric_counts[i]]:
                 metric.update_state(label, prediction, sample_weight=weight)
             start += self._metric_counts[i]
-        return self.get_metrics_result()
+        trackers = [self._loss_tracker, *self.task_loss_trackers]
+        return {tracker.name: tracker.result() for tracker in trackers}
+
+    def make_train_function(self, force: bool = False) -> Any:
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=force)
+        self.train_function = self._with_metric_results(self.train_function)
+        return self.train_function
+
+    def make_test_function(self, force: bool = False) -> Any:
+        if self.test_function is not None and not force:
+            return self.test_function
+        super().make_test_function(force=force)
+        self.test_function = self._with_metric_results(self.test_function)
+        return self.test_function
+
+    def _with_metric_results(self, step_function: Any) -> Any:
+        """`step_function`'s logs with every metric's result, computed once per call, not per step.
+
+        Keras' steps return all metric results, so with `steps_per_execution` > 1
+        every step computed results only the last one reports; AUC's result is a
+        pass over all its bins. Here the steps only update the metrics.
+        """
+        results = self.get_metrics_result if self.run_eagerly else tf.function(self.get_metrics_result)
+
+        def function(data: Any) -> dict:
+            logs = step_function(data)
+            return {**logs, **results()}
+
+        return function
 
     def _use_xla(self, kind: str, *inputs: Any) -> None:
         """Sets `jit_compile` for the `kind` ("train", "test", "predict") function from its inputs.
@@ -538,3 +569,4 @@ def _xla_can_take(data: Any) -> bool:
         if dtype is None or dtype == tf.string or getattr(dtype, "kind", "") in ("O", "U", "S"):
             return False
     return True
+
