@@ -150,7 +150,21 @@ def dataset(
     def gather(index: tf.Tensor) -> Any:
         return tf.nest.map_structure(lambda column: tf.gather(column, index), columns)
 
-    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    data = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return data.with_options(_without_autotune_thread())
+
+
+def _without_autotune_thread() -> tf.data.Options:
+    """Options that keep tf.data's autotuning thread from starting: map and prefetch use fixed defaults.
+
+    Deleting an iterator waits for that thread, and it sometimes missed the wake-up
+    and slept out its period: 0.2 to 2.7 s stalls where Keras replaces or drops an
+    iterator (every epoch's end, the end of `fit` and `predict`), seen in stack
+    dumps of the reference run. Gathers of in-memory columns need no tuning.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def batch_indices(
