@@ -339,7 +339,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         every step computed results only the last one reports; AUC's result is a
         pass over all its bins. Here the steps only update the metrics.
         """
-        results = self.get_metrics_result if self.run_eagerly else tf.function(self.get_metrics_result)
+        results = self.get_metrics_result if self.run_eagerly else tf.function(self.get_metrics_result, autograph=False)
 
         def function(data: Any) -> dict:
             logs = step_function(data)
