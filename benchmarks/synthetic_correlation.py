@@ -112,6 +112,27 @@ def table(results: dict, correlations: list[float], epochs: dict | None = None) 
     return lines
 
 
+def paired_table(results: dict, correlations: list[float], baseline: str) -> list[str]:
+    """Markdown rows: each model's test loss minus the baseline's on the same data (same seed).
+
+    Every seed draws one data set that all models train on, so the per-seed
+    difference removes the data's share of the variation between seeds.
+    """
+    lines = ["| model - " + baseline + " | " + " | ".join(f"p = {c}" for c in correlations) + " |"]
+    lines.append("|---" * (len(correlations) + 1) + "|")
+    for name, by_correlation in results.items():
+        if name == baseline:
+            continue
+        cells = []
+        for c in correlations:
+            differences = [a - b for a, b in zip(by_correlation[c], results[baseline][c])]
+            std = statistics.stdev(differences) if len(differences) > 1 else 0.0
+            below = sum(d < 0 for d in differences)
+            cells.append(f"{statistics.mean(differences):+.4f} ± {std:.4f} (lower in {below}/{len(differences)})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(results: dict, correlations: list[float], path: Path) -> None:
     import matplotlib
 
@@ -163,6 +184,9 @@ def main() -> None:
                     budgets[budget][name][correlation].append(budget_loss)
                 print(f"p={correlation} seed={seed} {name}: {loss:.4f} after {trained} epochs", flush=True)
     lines = table(results, args.correlations, epochs)
+    if "SharedBottom" in results and len(results) > 1:
+        lines += ["", "Paired by seed (same data), each model's test loss minus SharedBottom's:", "",
+                  *paired_table(results, args.correlations, "SharedBottom")]
     budget_sections = []
     for budget, by_model in budgets.items():
         heading = f"Test loss after {budget} epoch(s), in the same runs:"
