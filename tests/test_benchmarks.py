@@ -69,3 +69,15 @@ def test_step_profile_on_a_tiny_slice_writes_its_table(tmp_path):
         assert row in text, row
     report = json.loads((tmp_path / "step_profile.json").read_text())
     assert all(v["best_examples_per_second"] > 0 for v in report["variants"].values())
+
+
+def test_synthetic_correlation_pairs_each_seed_with_shared_bottom():
+    import synthetic_correlation
+
+    results = {
+        "SharedBottom": {0.5: [0.014, 0.013, 0.015], 1.0: [0.012, 0.012, 0.012]},
+        "MMoE": {0.5: [0.012, 0.012, 0.013], 1.0: [0.013, 0.011, 0.0125]},
+    }
+    header, _, row = synthetic_correlation.paired_table(results, [0.5, 1.0], "SharedBottom")
+    assert header == "| model - SharedBottom | p = 0.5 | p = 1.0 |"
+    assert row == "| MMoE | -0.0017 ± 0.0006 (lower in 3/3) | +0.0002 ± 0.0010 (lower in 1/3) |"
