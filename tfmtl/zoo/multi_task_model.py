@@ -319,18 +319,17 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         return {tracker.name: tracker.result() for tracker in trackers}
 
     def make_train_function(self, force: bool = False) -> Any:
-        if self.train_function is not None and not force:
-            return self.train_function
-        super().make_train_function(force=force)
-        self.train_function = self._with_metric_results(self.train_function)
-        return self.train_function
+        return self._made_with_metric_results("train_function", super().make_train_function, force)
 
     def make_test_function(self, force: bool = False) -> Any:
-        if self.test_function is not None and not force:
-            return self.test_function
-        super().make_test_function(force=force)
-        self.test_function = self._with_metric_results(self.test_function)
-        return self.test_function
+        return self._made_with_metric_results("test_function", super().make_test_function, force)
+
+    def _made_with_metric_results(self, attribute: str, make: Any, force: bool) -> Any:
+        """Keras' `make_*_function`, with the function it makes wrapped by `_with_metric_results`."""
+        if getattr(self, attribute) is None or force:
+            make(force=force)
+            setattr(self, attribute, self._with_metric_results(getattr(self, attribute)))
+        return getattr(self, attribute)
 
     def _with_metric_results(self, step_function: Any) -> Any:
         """`step_function`'s logs with every metric's result, computed once per call, not per step.
