@@ -11,7 +11,7 @@ import tfmtl
 from tfmtl.cli.main import main
 from tfmtl.cli.recipe import load_recipe, resolve
 from tfmtl.data import dataset
-from tfmtl.zoo import MODELS, PLE, CrossStitch, MHAFusion, MMoE, OMoE, SharedBottom
+from tfmtl.zoo import MODELS, PLE, STEM, CrossStitch, MHAFusion, MMoE, OMoE, SharedBottom
 
 VARIANTS = {
     "omoe": lambda s, t: OMoE(s, t, num_experts=4, expert_units=[16], tower_units=[8]),
@@ -24,15 +24,16 @@ VARIANTS = {
     "mha-fusion": lambda s, t: MHAFusion(
         s, t, num_experts=4, expert_units=[16], attend_fields=True, field_attention_layers=1, tower_units=[8]
     ),
+    "stem": lambda s, t: STEM(s, t, num_shared_experts=2, num_task_experts=2, expert_units=[16], tower_units=[8]),
     "shared-bottom-field-attention": lambda s, t: SharedBottom(
         s, t, bottom_units=[32], field_attention_layers=1, field_attention_units=8, tower_units=[8]
     ),
 }
-MOE_STYLE = ["omoe", "mmoe-noisy-top-k", "mmoe-dselect-k", "ple", "mha-fusion"]
+MOE_STYLE = ["omoe", "mmoe-noisy-top-k", "mmoe-dselect-k", "ple", "mha-fusion", "stem"]
 # Trained in graph mode and reloaded; the other variants train through the CLI tests or share their layers.
-TRAINED = ["omoe", "ple", "cross-stitch", "mha-fusion"]
+TRAINED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"]
 # Strategies run eagerly on one small batch per model (gradient-level ones take one backward pass per task).
-WEIGHTED = ["omoe", "ple", "cross-stitch", "mha-fusion"]
+WEIGHTED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"]
 
 
 def predictions(model, df, spec):
@@ -44,7 +45,8 @@ def batch(df, spec, tasks, rows):
 
 
 def test_every_model_has_a_cli_name_and_a_census_recipe():
-    names = {"shared-bottom": SharedBottom, "mmoe": MMoE, "omoe": OMoE, "ple": PLE, "cross-stitch": CrossStitch}
+    names = {"shared-bottom": SharedBottom, "mmoe": MMoE, "omoe": OMoE, "ple": PLE, "cross-stitch": CrossStitch,
+             "stem": STEM}
     assert {**names, "mha-fusion": MHAFusion}.items() <= MODELS.items()
     for name in [*names, "mha-fusion"]:
         assert resolve(None, {"model": name, "dataset": "census-income"})["model_args"], name
@@ -89,6 +91,20 @@ def test_gate_weights_say_which_experts_a_task_reads(census, census_spec, census
     np.testing.assert_array_equal(one_gate[:, 0], one_gate[:, 1])
     fusion = MHAFusion(census_spec, census_tasks, num_experts=4, attend_fields=True)
     assert fusion.gate_weights(x).shape == (32, 2, 4 + len(census_spec))
+
+
+def test_stem_mixes_every_expert_but_trains_only_shared_and_own(census, census_spec, census_tasks):
+    model = STEM(census_spec, census_tasks, num_shared_experts=1, num_task_experts=2, expert_units=[8])
+    x, y = batch(census[0], census_spec, census_tasks, 256)
+    weights = keras.ops.convert_to_numpy(model.gate_weights(x))
+    assert weights.shape == (256, 2, 1 + 2 * 2) and (weights > 0).all()  # forward: all experts
+    with tf.GradientTape() as tape:
+        income_loss = model._task_losses(model._labelled(y, None), model.task_logits(x, training=True))[0]
+    kernel = model.task_experts.dense_layers[0].kernel  # members: income's 2 experts, then marital's
+    reached = np.abs(dense(tape.gradient(income_loss, kernel))).sum(axis=(1, 2))
+    assert (reached[:2] > 0).all() and (reached[2:] == 0).all()
+    with pytest.raises(ValueError, match="num_task_experts >= 1"):
+        STEM(census_spec, census_tasks, num_task_experts=0)
 
 
 def dense(gradient):
@@ -151,7 +167,7 @@ def cli_files(census, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("model", ["omoe", "ple", "cross-stitch", "mha-fusion"])
+@pytest.mark.parametrize("model", ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"])
 def test_each_model_through_the_cli(model, cli_files, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(

@@ -174,11 +174,14 @@ class FieldEmbedding(keras.layers.Layer):
             rows.append(tf.cast(self.hashing(keys), tf.int32) + self._hash_offset)
         return tf.concat(rows, axis=1) if len(rows) > 1 else rows[0]
 
+    def ids(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Table rows of the single-valued features, from raw `inputs` or their preprocessed ids."""
+        return inputs[self.ids_key] if self.ids_key in inputs else self.lookup_ids(inputs)
+
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         fields = []
         if self.has_fixed_fields:
-            ids = inputs[self.ids_key] if self.ids_key in inputs else self.lookup_ids(inputs)
-            fields.append(self.embedding(ids))
+            fields.append(self.embedding(self.ids(inputs)))
         if self._list_features:
             fields.append(self._pooled_lists(inputs))
         return fields[0] if len(fields) == 1 else tf.concat(fields, axis=1)

@@ -8,6 +8,7 @@ from tfmtl.zoo.mmoe import MMoE, OMoE
 from tfmtl.zoo.multi_task_model import MultiTaskModel
 from tfmtl.zoo.ple import PLE
 from tfmtl.zoo.shared_bottom import SharedBottom
+from tfmtl.zoo.stem import STEM
 
 # Command-line names of the models.
 MODELS: dict[str, type[MultiTaskModel]] = {
@@ -19,6 +20,7 @@ MODELS: dict[str, type[MultiTaskModel]] = {
     "mha-fusion": MHAFusion,
     "esmm": ESMM,
     "aitm": AITM,
+    "stem": STEM,
 }
 
-__all__ = ["AITM", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "SharedBottom"]
+__all__ = ["AITM", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "STEM", "SharedBottom"]
