@@ -45,7 +45,10 @@ class BinnedAUC(keras.metrics.Metric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         y_true = ops.reshape(ops.cast(y_true, self.dtype), (-1,))
         y_pred = ops.reshape(ops.cast(y_pred, self.dtype), (-1,))
-        weight = ops.ones_like(y_pred) if sample_weight is None else ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
+        if sample_weight is None:
+            weight = ops.ones_like(y_pred)
+        else:
+            weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
         # Keras' bins: an example counts above threshold i / (num_bins - 1) for every
         # i up to its bin, so the reverse cumulative sums in `result` give its counts.
         bins = ops.cast(ops.relu(ops.ceil(y_pred * (self.num_bins - 1)) - 1), "int32")

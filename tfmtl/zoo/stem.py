@@ -122,7 +122,8 @@ class STEM(MultiTaskModel):
             vectors = table(layer.ids(inputs))  # (batch, fields, tasks * dim)
             fields = _fixed_fields(layer)
             vectors = ops.reshape(vectors, (-1, fields, num_tasks, layer.embedding_dim))
-            parts.append(ops.reshape(ops.transpose(vectors, (0, 2, 1, 3)), (-1, num_tasks, fields * layer.embedding_dim)))
+            by_task = ops.transpose(vectors, (0, 2, 1, 3))  # (batch, tasks, fields, dim)
+            parts.append(ops.reshape(by_task, (-1, num_tasks, fields * layer.embedding_dim)))
         numeric = self.encoder.numeric_encoder
         if numeric is not None:
             values = numeric(inputs)
