@@ -103,6 +103,9 @@ def test_stem_mixes_every_expert_but_trains_only_shared_and_own(census, census_s
     kernel = model.task_experts.dense_layers[0].kernel  # members: income's 2 experts, then marital's
     reached = np.abs(dense(tape.gradient(income_loss, kernel))).sum(axis=(1, 2))
     assert (reached[:2] > 0).all() and (reached[2:] == 0).all()
+    raw = dataset(census[1].head(64), census_spec, batch_size=64, preprocess=False)
+    on_raw, on_ids = model.predict(raw, verbose=0), predictions(model, census[1].head(64), census_spec)
+    np.testing.assert_allclose(on_raw["income"], on_ids["income"], rtol=1e-6)
     with pytest.raises(ValueError, match="num_task_experts >= 1"):
         STEM(census_spec, census_tasks, num_task_experts=0)
 

@@ -131,6 +131,9 @@ class STEM(MultiTaskModel):
         return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
     def _mixture(self, inputs: Mapping[str, Any], training: bool | None) -> tuple:
+        if not self.encoder.is_preprocessed(inputs):
+            # Raw values (serving): look up and standardise once for the shared and the task embeddings.
+            inputs = {**inputs, **self.encoder.preprocess(inputs)}
         shared_input = self.encoder(inputs)
         task_input = self._task_inputs(inputs)
         num_tasks = len(self.tasks)
