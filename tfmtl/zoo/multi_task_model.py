@@ -165,20 +165,24 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         return self._entire_space_logits(self._step_logits(inputs, training))
 
     def _step_logits(self, inputs: Mapping[str, Any], training: bool | None) -> list:
-        """Each task's own tower logits (for a chained task under `chain_product`, given its parent's step)."""
+        """Each task's own tower logits (for a chained task under `chain_product`, given its parent's step).
+
+        Towers past the tasks' (ESCM²'s imputation towers) follow, one logit each, for the loss to read.
+        """
         missing = [name for name in self.feature_spec.names if name not in inputs]
         if missing and not self.encoder.is_preprocessed(inputs):
             raise InputError(f"model input is missing feature(s) {missing}")
         logits = self.tower_logits(self.task_representations(inputs, training=training), training=training)
         logits = ops.cast(logits, "float32")  # losses, metrics and outputs in float32 under mixed precision
+        auxiliary = [logits[:, i, 0] for i in range(len(self.tasks), logits.shape[1])]
         return [
             logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
             for i, task in enumerate(self.tasks)
-        ]
+        ] + auxiliary
 
     def _entire_space_logits(self, steps: list) -> list:
         if not self.chain_product:
-            return steps
+            return steps[: len(self.tasks)]
         return [entire_space_logit([steps[i] for i in chain]) for chain in task_chains(self.tasks)]
 
     def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> dict[str, Any]:
@@ -294,8 +298,11 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             out.append((ops.where(present, label, 0.0), weight, count))
         return out
 
-    def _task_losses(self, labelled: list, logits: list) -> Any:
-        """Each task's loss share on this replica: its masked mean over the global batch."""
+    def _task_losses(self, labelled: list, logits: list, steps: list | None = None) -> Any:
+        """Each task's loss share on this replica: its masked mean over the global batch.
+
+        `steps` are `_step_logits`, for models whose losses read them (ESCM²).
+        """
         losses = []
         for task, (label, weight, count), z in zip(self.tasks, labelled, logits):
             per_example = task.example_losses(label, z)
@@ -392,9 +399,10 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         per_task = weighting.uses_task_gradients or weighting.reads_task_gradients or self.monitor_gradients
         scale = self.optimizer.scale_loss
         with tf.GradientTape(persistent=per_task) as tape:
-            logits = self.task_logits(x, training=True)
+            steps = self._step_logits(x, training=True)
+            logits = self._entire_space_logits(steps)
             labelled = self._labelled(y, sample_weight)
-            shares = self._task_losses(labelled, logits)
+            shares = self._task_losses(labelled, logits, steps)
             # Global task losses: what every strategy sees, on one device or many.
             task_losses = replicas.with_global_value(shares)
             loss = weighting.combine(task_losses)
@@ -493,9 +501,10 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
     def test_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        logits = self.task_logits(x, training=False)
+        steps = self._step_logits(x, training=False)
+        logits = self._entire_space_logits(steps)
         labelled = self._labelled(y, sample_weight)
-        task_losses = replicas.with_global_value(self._task_losses(labelled, logits))
+        task_losses = replicas.with_global_value(self._task_losses(labelled, logits, steps))
         loss = self.weighting.combine(task_losses) if self.weighting else ops.sum(task_losses)
         return self._update_metrics(labelled, logits, loss, task_losses, tf.shape(logits[0])[0])
 
