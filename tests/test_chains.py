@@ -16,9 +16,9 @@ from tfmtl.cli.recipe import load_recipe, resolve, shipped_recipe
 from tfmtl.data import dataset
 from tfmtl.datasets import funnel_columns, synthetic_funnel
 from tfmtl.layers import AdaptiveInformationTransfer, ExpectationCalibrator, TaskTowers
-from tfmtl.tasks import task_chains
+from tfmtl.tasks import doubly_robust_risk, inverse_propensity_risk, task_chains
 from tfmtl.tasks.chain import conditional_probability, entire_space_logit
-from tfmtl.zoo import AITM, ESMM, MODELS, MMoE
+from tfmtl.zoo import AITM, ESCM2, ESMM, MODELS, MMoE
 
 STAGES = ("click", "cart", "purchase")
 CHAIN = [Task("click", "binary"), Task("cart", "binary", parent="click"),
@@ -28,6 +28,8 @@ ESMM_TASKS = [Task("ctr", "binary", label="click"),
 BUILDERS = {
     "esmm": lambda spec, tasks: ESMM(spec, tasks, tower_units=[16, 8]),
     "aitm": lambda spec, tasks: AITM(spec, tasks, tower_units=[16, 8]),
+    "escm2-ips": lambda spec, tasks: ESCM2(spec, tasks, tower_units=[16, 8]),
+    "escm2-dr": lambda spec, tasks: ESCM2(spec, tasks, tower_units=[16, 8], counterfactual="dr"),
     "mmoe": lambda spec, tasks: MMoE(spec, tasks, num_experts=3, expert_units=[16], tower_units=[8]),
 }
 
@@ -168,7 +170,13 @@ def test_chained_outputs_of_any_length(name, long_funnel):
         np.testing.assert_allclose(out["cvr"], np.minimum(out["purchase"] / out["cart"], 1.0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["esmm", "aitm"])
+def training_losses(model, x, y):
+    """The task losses `train_step` differentiates, counterfactual risks included."""
+    steps = model._step_logits(x, training=True)
+    return model._task_losses(model._labelled(y, None), model._entire_space_logits(steps), steps)
+
+
+@pytest.mark.parametrize("name", ["esmm", "aitm", "escm2-dr"])
 def test_trains_beats_a_constant_and_reloads_identically(name, funnel, tmp_path):
     train, test, spec = funnel
     model = BUILDERS[name](spec, ESMM_TASKS)
@@ -189,7 +197,7 @@ def test_trains_beats_a_constant_and_reloads_identically(name, funnel, tmp_path)
     assert sorted(before) == ["ctcvr", "ctr", "cvr"]
     for output in before:
         np.testing.assert_array_equal(before[output], after[output])
-    if name == "esmm":
+    if name != "aitm":
         assert (before["ctcvr"] <= before["ctr"]).all()
         # Trained on the entire space, pCVR ranks the would-be conversions of every impression.
         truth = test["conversion_if_click"].to_numpy()
@@ -202,7 +210,7 @@ def test_gradients_reach_every_parameter(name, long_funnel):
     model = BUILDERS[name](spec, CHAIN)
     x, y = next(iter(dataset(train.head(512), spec, CHAIN, batch_size=512)))
     with tf.GradientTape() as tape:
-        task_losses = model._task_losses(model._labelled(y, None), model.task_logits(x, training=True))
+        task_losses = training_losses(model, x, y)
         total = keras.ops.sum(task_losses) + sum(model.losses)
     assert task_losses.shape == (3,)
     for variable, gradient in zip(model.trainable_variables, tape.gradient(total, model.trainable_variables)):
@@ -227,7 +235,7 @@ def test_missing_chained_labels_are_masked(funnel):
     assert half[1] == pytest.approx(per_example[1::2].mean(), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["esmm", "aitm"])
+@pytest.mark.parametrize("name", ["esmm", "aitm", "escm2-dr"])
 def test_chains_work_with_every_weighting_strategy(name, funnel):
     train, _, spec = funnel
     model = BUILDERS[name](spec, ESMM_TASKS)
@@ -260,6 +268,69 @@ def test_aitm_calibrator_loss_and_transfer_weights(funnel):
         AITM(spec, ESMM_TASKS, tower_units=[])
     with pytest.raises(InputError, match="calibrator_weight: expected >= 0"):
         AITM(spec, ESMM_TASKS, calibrator_weight=-1.0)
+
+
+def test_counterfactual_risks():
+    labels = np.array([1.0, 0.0, 1.0, 0.0], np.float32)
+    logits = tf.constant([2.0, -1.0, 0.5, 0.3])
+    imputed_logits = tf.constant([0.0, 1.0, -2.0, 0.7])
+    observed = np.array([1.0, 1.0, 0.0, 0.0], np.float32)
+    propensity = tf.constant([0.5, 0.001, 0.2, 0.1])
+    bce = lambda r, z: -(r * np.log(sigmoid(z)) + (1 - r) * np.log(1 - sigmoid(z)))  # noqa: E731
+    weight = observed / np.maximum(numpy(propensity), 0.01)
+    z, imputed = numpy(logits), sigmoid(numpy(imputed_logits))
+    ips = numpy(inverse_propensity_risk(labels, logits, observed, propensity, min_propensity=0.01))
+    np.testing.assert_allclose(ips, weight * bce(labels, z), rtol=1e-5)
+    assert ips[2] == ips[3] == 0.0 and ips[1] == pytest.approx(100 * bce(0.0, -1.0), rel=1e-5)
+    error, imputed_error = bce(labels, z), bce(imputed, z)
+    expected = imputed_error + weight * (error - imputed_error) + weight * (error - imputed_error) ** 2
+    dr = doubly_robust_risk(labels, logits, imputed_logits, observed, propensity, min_propensity=0.01)
+    np.testing.assert_allclose(numpy(dr), expected, rtol=1e-5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([logits, imputed_logits, propensity])
+        ips_sum = keras.ops.sum(inverse_propensity_risk(labels, logits, observed, propensity))
+        dr_sum = keras.ops.sum(doubly_robust_risk(labels, logits, imputed_logits, observed, propensity))
+    # The propensity weighs the loss without being trained by it.
+    assert tape.gradient(ips_sum, propensity) is None and tape.gradient(dr_sum, propensity) is None
+    # Inverse propensity leaves unclicked examples out; doubly robust pulls them to the imputed outcome.
+    np.testing.assert_array_equal(numpy(tape.gradient(ips_sum, logits))[2:], 0.0)
+    np.testing.assert_allclose(numpy(tape.gradient(dr_sum, logits))[2:], sigmoid(z[2:]) - imputed[2:], rtol=1e-5)
+    # The imputation model learns on clicked examples only.
+    imputation_gradient = numpy(tape.gradient(dr_sum, imputed_logits))
+    assert (imputation_gradient[2:] == 0.0).all() and (imputation_gradient[:2] != 0.0).all()
+
+
+@pytest.mark.parametrize("counterfactual", ["ips", "dr"])
+def test_escm2_adds_the_counterfactual_risk_to_each_chained_task(counterfactual, long_funnel):
+    train, _, spec = long_funnel
+    x, y = next(iter(dataset(train.head(256), spec, CHAIN, batch_size=256)))
+    model = ESCM2(spec, CHAIN, tower_units=[8], counterfactual=counterfactual, counterfactual_weight=0.3)
+    steps = model._step_logits(x, training=False)
+    assert len(steps) == 3 + (2 if counterfactual == "dr" else 0)
+    logits = model._entire_space_logits(steps)
+    labelled = model._labelled(y, None)
+    plain = numpy(model._task_losses(labelled, logits))
+    with_risks = numpy(model._task_losses(labelled, logits, steps))
+    labels = {task.name: numpy(y[task.name]).reshape(-1) for task in CHAIN}
+    for parent, child in ((0, 1), (1, 2)):
+        args = (labels[CHAIN[child].name], steps[child])
+        reached, propensity = labels[CHAIN[parent].name], keras.ops.sigmoid(logits[parent])
+        if counterfactual == "ips":
+            risk = inverse_propensity_risk(*args, reached, propensity)
+        else:
+            risk = doubly_robust_risk(*args, steps[3 + child - 1], reached, propensity)
+        assert with_risks[child] == pytest.approx(plain[child] + 0.3 * numpy(risk).mean(), rel=1e-5)
+    assert with_risks[0] == plain[0]
+    # The imputation towers feed the loss only, not the outputs.
+    assert sorted(model(x)) == ["cart", "cart_conditional", "click", "cvr", "purchase"]
+    with pytest.raises(InputError, match="counterfactual: expected one of ips, dr, got 'snips'"):
+        ESCM2(spec, CHAIN, counterfactual="snips")
+    with pytest.raises(InputError, match="counterfactual_weight: expected >= 0"):
+        ESCM2(spec, CHAIN, counterfactual_weight=-0.1)
+    with pytest.raises(InputError, match=r"min_propensity: expected a value in \(0, 1\]"):
+        ESCM2(spec, CHAIN, min_propensity=0.0)
+    with pytest.raises(InputError, match="tasks: ESCM2 needs a chained task"):
+        ESCM2(spec, [Task("click", "binary")])
 
 
 # ----- data ----------------------------------------------------------------------
@@ -306,7 +377,7 @@ def funnel_csv(funnel, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("model", ["esmm", "aitm"])
+@pytest.mark.parametrize("model", ["esmm", "aitm", "escm2"])
 def test_each_chained_model_through_the_cli(model, funnel_csv, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(
@@ -330,7 +401,7 @@ def test_cli_chain_errors_and_funnel_recipes(funnel_csv, tmp_path, capsys):
                  "--task", "ctcvr:binary:conversion:parent=click", "--out", str(tmp_path), "--verbose", "0"])  # fmt: skip
     assert code == 2
     assert capsys.readouterr().err.strip().endswith("task 'ctcvr': parent 'click' is not one of the tasks ['ctr', 'ctcvr']")
-    for model in ("esmm", "aitm"):
+    for model in ("esmm", "aitm", "escm2"):
         config = resolve(None, {"model": model, "dataset": "synthetic-funnel"})
         assert config == resolve(load_recipe(shipped_recipe(model, "synthetic-funnel")), {})
         assert [t.get("parent") for t in config["tasks"]] == [None, "ctr"]

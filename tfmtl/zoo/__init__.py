@@ -2,6 +2,7 @@
 
 from tfmtl.zoo.aitm import AITM
 from tfmtl.zoo.cross_stitch import CrossStitch
+from tfmtl.zoo.escm2 import ESCM2
 from tfmtl.zoo.esmm import ESMM
 from tfmtl.zoo.mha_fusion import MHAFusion
 from tfmtl.zoo.mmoe import MMoE, OMoE
@@ -20,7 +21,8 @@ MODELS: dict[str, type[MultiTaskModel]] = {
     "mha-fusion": MHAFusion,
     "esmm": ESMM,
     "aitm": AITM,
+    "escm2": ESCM2,
     "stem": STEM,
 }
 
-__all__ = ["AITM", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "STEM", "SharedBottom"]
+__all__ = ["AITM", "ESCM2", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "STEM", "SharedBottom"]
