@@ -1,4 +1,4 @@
-"""ESMM and AITM on `tfmtl.datasets.synthetic_funnel`, scored against the funnel's ground truth.
+"""ESMM, AITM and ESCM² on `tfmtl.datasets.synthetic_funnel`, scored against the funnel's ground truth.
 
 `esmm`: trains ESMM with `tfmtl train --model esmm --dataset synthetic-funnel --seed S` (the
 shipped recipe, no other flags) and, as the baseline, a single-task CVR model of the same
@@ -17,11 +17,17 @@ reports the share of test examples with p(conversion) > p(click), and the AUCs. 
 a funnel where half of the clicks convert (`rates=[0.1, 0.6]`), where breaking the order is
 easier, trained from files with the same recipe.
 
+`escm2`: trains ESMM, ESCM² with inverse propensity (`--model escm2`) and ESCM² doubly robust
+(`--model escm2 --model-arg counterfactual=dr`) with their shipped recipes, and reports each
+pCVR's AUC over all impressions and on clicks, its calibration (mean pCVR over mean true CVR)
+and its log loss against the true CVR over all impressions.
+
 `--funnel KEY=VALUE` generates the funnel with other `synthetic_funnel` arguments (e.g.
 `shared=0.5`) and trains from files with the same recipe.
 
     python benchmarks/esmm_funnel.py esmm --seeds 1 2 3 --out benchmarks/results/esmm_funnel.md
     python benchmarks/esmm_funnel.py aitm --seeds 1 2 3 --dense --out benchmarks/results/aitm_calibrator.md
+    python benchmarks/esmm_funnel.py escm2 --seeds 1 2 3 --out benchmarks/results/escm2_funnel.md
 """
 
 from __future__ import annotations
@@ -101,6 +107,24 @@ def clicked_only_cvr(train: pd.DataFrame, seed: int, recipe: dict) -> keras.Mode
         epochs=50, callbacks=[stop], verbose=0,
     )  # fmt: skip
     return model
+
+
+def cvr_scores(test: pd.DataFrame, cvr: np.ndarray) -> dict:
+    """pCVR against the funnel's truth over every test impression, and against observed conversions on clicks.
+
+    `calibration` is the mean pCVR over the mean true conversion probability (1 is
+    unbiased; ESCM² reports ESMM above 1); `logloss_vs_truth` is the cross-entropy
+    of pCVR against the true probabilities, the entire-space CVR loss in expectation.
+    """
+    truth = test["conversion_probability"].to_numpy(np.float64)
+    clicked = test["click"].to_numpy() == 1
+    q = np.clip(np.asarray(cvr, np.float64), 1e-7, 1 - 1e-7)
+    return {
+        "cvr_auc_all_impressions": auc(test["conversion_if_click"].to_numpy(), cvr),
+        "cvr_auc_clicked": auc(test["conversion"].to_numpy()[clicked], cvr[clicked]),
+        "calibration": float(q.mean() / truth.mean()),
+        "logloss_vs_truth": float(np.mean(-truth * np.log(q) - (1 - truth) * np.log1p(-q))),
+    }
 
 
 def mean_std(values: list[float], digits: int = 4) -> str:
@@ -186,9 +210,39 @@ def aitm_part(args: argparse.Namespace, options: dict, folder: Path) -> tuple[li
     return lines, results
 
 
+ESCM2_VARIANTS = {
+    "ESMM": ("esmm", []),
+    "ESCM² IPS": ("escm2", []),
+    "ESCM² DR": ("escm2", ["--model-arg", "counterfactual=dr"]),
+}
+
+
+def escm2_part(args: argparse.Namespace, options: dict, folder: Path) -> tuple[list[str], dict]:
+    _, test = funnel(options)
+    results: dict = {name: [] for name in ESCM2_VARIANTS} | {"commands": []}
+    for seed in args.seeds:
+        for name, (model_name, flags) in ESCM2_VARIANTS.items():
+            model, command = train_with_cli(model_name, seed, options, folder, *flags)
+            results[name].append(cvr_scores(test, predict(model, test)["cvr"]))
+            results["commands"].append(" ".join(command))
+            print(f"{name}, seed {seed}: {json.dumps(results[name][-1])}", flush=True)
+    truth = cvr_scores(test, test["conversion_probability"].to_numpy())
+    keys = ("cvr_auc_all_impressions", "cvr_auc_clicked", "calibration", "logloss_vs_truth")
+    lines = [
+        "| pCVR from | AUC, all test impressions (vs. `conversion_if_click`) | AUC, clicked (vs. `conversion`) "
+        "| mean pCVR / mean true CVR, all impressions | log loss vs. the true CVR, all impressions |",
+        "|---|---|---|---|---|",
+    ]
+    for name, command in zip(ESCM2_VARIANTS, results["commands"]):
+        scores = " | ".join(mean_std([row[k] for row in results[name]]) for k in keys)
+        lines.append(f"| {name} (`{command}`) | {scores} |")
+    lines.append("| the true `conversion_probability` (ceiling) | " + " | ".join(f"{truth[k]:.4f}" for k in keys) + " |")
+    return lines, results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["esmm", "aitm"])
+    parser.add_argument("part", choices=["esmm", "aitm", "escm2"])
     parser.add_argument("--out", required=True, help="Markdown file to write; the raw figures go beside it (.json)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--dense", action="store_true", help="aitm: also a funnel where half of the clicks convert")
@@ -198,11 +252,15 @@ def main() -> None:
     options = {key: json.loads(value) for key, _, value in (text.partition("=") for text in args.funnel)}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        part = esmm_part if args.part == "esmm" else aitm_part
+        part = {"esmm": esmm_part, "aitm": aitm_part, "escm2": escm2_part}[args.part]
         lines, results = part(args, options, Path(folder))
     out = Path(args.out)
     command = "python benchmarks/esmm_funnel.py " + " ".join(sys.argv[1:])
-    title = "ESMM's entire-space pCVR" if args.part == "esmm" else "AITM's behavioural expectation calibrator"
+    title = {
+        "esmm": "ESMM's entire-space pCVR",
+        "aitm": "AITM's behavioural expectation calibrator",
+        "escm2": "ESCM²'s counterfactual pCVR against ESMM's",
+    }[args.part]
     report = "\n".join(
         [
             f"# {title} on synthetic_funnel ({len(args.seeds)} seeds: {args.seeds}; mean ± std)",

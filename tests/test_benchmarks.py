@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare_peers  # noqa: E402
+import esmm_funnel  # noqa: E402
 
 
 def test_exact_auc_is_the_share_of_correctly_ordered_pairs_with_ties_as_half():
@@ -26,6 +27,18 @@ def test_exact_auc_is_the_share_of_correctly_ordered_pairs_with_ties_as_half():
     expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
     assert compare_peers.exact_auc(labels, scores) == pytest.approx(expected)
     assert np.isnan(compare_peers.exact_auc(np.ones(5), np.arange(5)))
+
+
+def test_cvr_scores_read_the_funnel_truth_over_every_impression():
+    _, test = esmm_funnel.synthetic_funnel(num_train=10, num_test=4000, num_users=50, num_items=30, seed=4)
+    truth = test["conversion_probability"].to_numpy()
+    exact = esmm_funnel.cvr_scores(test, truth)
+    assert exact["calibration"] == pytest.approx(1.0)
+    halved = esmm_funnel.cvr_scores(test, truth / 2)
+    assert halved["calibration"] == pytest.approx(0.5) and halved["cvr_auc_all_impressions"] == exact["cvr_auc_all_impressions"]
+    assert exact["logloss_vs_truth"] < halved["logloss_vs_truth"]
+    constant = esmm_funnel.cvr_scores(test, np.full(len(test), truth.mean()))
+    assert constant["cvr_auc_all_impressions"] == 0.5 and exact["logloss_vs_truth"] < constant["logloss_vs_truth"]
 
 
 def test_training_flops_of_the_reference_mmoe_count_every_dense_layer():
