@@ -329,8 +329,8 @@ def test_escm2_adds_the_counterfactual_risk_to_each_chained_task(counterfactual,
         ESCM2(spec, CHAIN, counterfactual_weight=-0.1)
     with pytest.raises(InputError, match=r"min_propensity: expected a value in \(0, 1\]"):
         ESCM2(spec, CHAIN, min_propensity=0.0)
-    with pytest.raises(InputError, match="tasks: ESCM2 needs a chained task"):
-        ESCM2(spec, [Task("click", "binary")])
+    unchained = ESCM2(spec, [Task("click", "binary"), Task("cart", "binary")], counterfactual="dr", tower_units=[8])
+    assert unchained.imputation is None and len(unchained._step_logits(x, training=False)) == 2
 
 
 # ----- data ----------------------------------------------------------------------

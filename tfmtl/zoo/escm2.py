@@ -34,11 +34,12 @@ class ESCM2(ESMM):
     `tfmtl.tasks.doubly_robust_risk`). A chained task's loss is its entire-space
     log loss plus `counterfactual_weight` times that risk, so every weighting
     strategy sees it as part of the task. Chains of any length work: the
-    propensity of a step is its parent's entire-space probability.
+    propensity of a step is its parent's entire-space probability. Without
+    chained tasks there is no risk to add, and the model is ESMM's.
 
     Args:
         features: the `FeatureSpec`.
-        tasks: the `Task`s, at least one chained with `Task(parent=...)`.
+        tasks: the `Task`s, chained with `Task(parent=...)`.
         tower_units: hidden sizes of each task's tower (and each imputation tower).
         counterfactual: `"ips"` (inverse propensity) or `"dr"` (doubly robust).
         counterfactual_weight: weight of the counterfactual risk in the chained task's loss.
@@ -80,13 +81,11 @@ class ESCM2(ESMM):
             raise InputError(f"min_propensity: expected a value in (0, 1], got {min_propensity}")
         index = {task.name: i for i, task in enumerate(self.tasks)}
         self.links = [(index[task.parent], i) for i, task in enumerate(self.tasks) if task.parent is not None]
-        if not self.links:
-            raise InputError("tasks: ESCM2 needs a chained task, e.g. Task('ctcvr', 'binary', parent='ctr')")
         self.counterfactual = counterfactual
         self.counterfactual_weight = counterfactual_weight
         self.min_propensity = min_propensity
         self.imputation = None
-        if counterfactual == "dr":
+        if counterfactual == "dr" and self.links:
             self.imputation = TaskTowers(
                 len(self.links),
                 self.tower_units,
