@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.field_embedding import FieldEmbedding
 from tfmtl.layers.numeric_encoder import NumericEncoder
@@ -68,6 +69,33 @@ class FeatureEncoder(keras.layers.Layer):
     def output_dim(self) -> int:
         dim = sum(len(e.features) * e.embedding_dim for e in self.field_embeddings)
         return dim + (self.numeric_encoder.output_dim if self.numeric_encoder else 0)
+
+    def columns(self, names: Sequence[str]) -> list[int]:
+        """The columns of the encoded matrix that hold the features `names` (embeddings, values, indicators).
+
+        Example:
+
+        ```python
+        encoder.columns(["city"])   # [0, 1, 2, 3]: its embedding of 4
+        ```
+        """
+        positions: dict[str, list[int]] = {}
+        start = 0
+        for layer in self.field_embeddings:
+            for name in layer.field_names:
+                positions[name] = list(range(start, start + layer.embedding_dim))
+                start += layer.embedding_dim
+        if self.numeric_encoder is not None:
+            numeric = self.numeric_encoder.features
+            indicators = [i for i, f in enumerate(numeric) if f.missing_indicator]
+            for i, feature in enumerate(numeric):
+                positions[feature.name] = [start + i]
+                if feature.missing_indicator:
+                    positions[feature.name].append(start + len(numeric) + indicators.index(i))
+        unknown = [name for name in names if name not in positions]
+        if unknown:
+            raise InputError(f"features {unknown}: not in the FeatureSpec, which has {sorted(positions)}")
+        return [column for name in names for column in positions[name]]
 
     def build(self, input_shape: Any = None) -> None:
         for layer in self.field_embeddings:
