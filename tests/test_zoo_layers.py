@@ -225,3 +225,16 @@ def test_field_self_attention_shapes_mask_and_gradients():
     kept = keras.ops.convert_to_numpy(attention(noisy, token_mask=mask))[:, :3]
     np.testing.assert_allclose(kept, masked[:, :3], rtol=1e-5, atol=1e-5)
     assert all(np.abs(g.numpy()).sum() > 0 for g in gradients(attention, tokens).values())
+
+
+def test_gate_neural_unit_scales_within_its_range_and_trains():
+    gate = layers.GateNeuralUnit(units=8, output_dim=6, scale=2.0)
+    x = inputs(32, 5)
+    scales = keras.ops.convert_to_numpy(round_trip(gate, x))
+    assert scales.shape == (32, 6) and (scales > 0).all() and (scales < 2).all()
+    # Untrained, a sigmoid near 0.5 times 2 leaves what it scales about as it was.
+    assert abs(scales.mean() - 1.0) < 0.3
+    grads = gradients(gate, x)
+    assert len(grads) == 4 and all(np.abs(g.numpy()).sum() > 0 for g in grads.values())
+    with pytest.raises(ValueError, match="scale: expected > 0"):
+        layers.GateNeuralUnit(8, 6, scale=0.0)

@@ -8,6 +8,7 @@ from tfmtl.layers.feature_encoder import FeatureEncoder
 from tfmtl.layers.field_embedding import FieldEmbedding
 from tfmtl.layers.field_self_attention import FieldSelfAttention
 from tfmtl.layers.field_tokens import FieldTokens
+from tfmtl.layers.gate_neural_unit import GateNeuralUnit
 from tfmtl.layers.gates import GATES, get_gate
 from tfmtl.layers.information_transfer import AdaptiveInformationTransfer
 from tfmtl.layers.mixture_of_experts import MixtureOfExperts
@@ -32,6 +33,7 @@ __all__ = [
     "FieldEmbedding",
     "FieldSelfAttention",
     "FieldTokens",
+    "GateNeuralUnit",
     "MixtureOfExperts",
     "NoisyTopKGate",
     "NumericEncoder",
