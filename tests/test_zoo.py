@@ -11,7 +11,8 @@ import tfmtl
 from tfmtl.cli.main import main
 from tfmtl.cli.recipe import load_recipe, resolve
 from tfmtl.data import dataset
-from tfmtl.zoo import MODELS, PLE, STEM, CrossStitch, MHAFusion, MMoE, OMoE, SharedBottom
+from tfmtl import InputError
+from tfmtl.zoo import MODELS, PLE, STEM, CrossStitch, MHAFusion, MMoE, OMoE, PEPNet, SharedBottom
 
 VARIANTS = {
     "omoe": lambda s, t: OMoE(s, t, num_experts=4, expert_units=[16], tower_units=[8]),
@@ -25,15 +26,18 @@ VARIANTS = {
         s, t, num_experts=4, expert_units=[16], attend_fields=True, field_attention_layers=1, tower_units=[8]
     ),
     "stem": lambda s, t: STEM(s, t, num_shared_experts=2, num_task_experts=2, expert_units=[16], tower_units=[8]),
+    "pepnet": lambda s, t: PEPNet(
+        s, t, domain_features=["class_worker"], personal_features=["age", "sex"], tower_units=[16, 8], gate_units=8
+    ),
     "shared-bottom-field-attention": lambda s, t: SharedBottom(
         s, t, bottom_units=[32], field_attention_layers=1, field_attention_units=8, tower_units=[8]
     ),
 }
 MOE_STYLE = ["omoe", "mmoe-noisy-top-k", "mmoe-dselect-k", "ple", "mha-fusion", "stem"]
 # Trained in graph mode and reloaded; the other variants train through the CLI tests or share their layers.
-TRAINED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"]
+TRAINED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem", "pepnet"]
 # Strategies run eagerly on one small batch per model (gradient-level ones take one backward pass per task).
-WEIGHTED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"]
+WEIGHTED = ["omoe", "ple", "cross-stitch", "mha-fusion", "stem", "pepnet"]
 
 
 def predictions(model, df, spec):
@@ -46,7 +50,7 @@ def batch(df, spec, tasks, rows):
 
 def test_every_model_has_a_cli_name_and_a_census_recipe():
     names = {"shared-bottom": SharedBottom, "mmoe": MMoE, "omoe": OMoE, "ple": PLE, "cross-stitch": CrossStitch,
-             "stem": STEM}
+             "stem": STEM, "pepnet": PEPNet}
     assert {**names, "mha-fusion": MHAFusion}.items() <= MODELS.items()
     for name in [*names, "mha-fusion"]:
         assert resolve(None, {"model": name, "dataset": "census-income"})["model_args"], name
@@ -110,6 +114,32 @@ def test_stem_mixes_every_expert_but_trains_only_shared_and_own(census, census_s
         STEM(census_spec, census_tasks, num_task_experts=0)
 
 
+def test_pepnet_gates_read_priors_but_pass_no_gradient_to_what_they_scale(census, census_spec, census_tasks):
+    x, _ = batch(census[0], census_spec, census_tasks, 128)
+
+    def gate_gradients(model):
+        with tf.GradientTape() as tape:
+            _, prior = model.task_representations(x, training=True)
+            scales = [model.embedding_gate(model._prior(model.encoder(x), model._domain_columns, model.encoder(x)))]
+            scales += [gate(prior) for gate in model.tower_gates]
+            total = sum(keras.ops.sum(s) for s in scales)
+        return scales, tape.gradient(total, model.encoder.trainable_variables)
+
+    plain = PEPNet(census_spec, census_tasks, tower_units=[8], gate_units=4)
+    scales, to_embeddings = gate_gradients(plain)
+    # Without prior features the gates read the embeddings only through a stop-gradient.
+    assert all(g is None for g in to_embeddings)
+    assert [s.shape[-1] for s in scales] == [plain.encoder.output_dim, 2 * plain.encoder.output_dim, 2 * 8]
+    assert all(0 < keras.ops.convert_to_numpy(s).min() and keras.ops.convert_to_numpy(s).max() < 2 for s in scales)
+    personal = PEPNet(census_spec, census_tasks, personal_features=["sex"], tower_units=[8], gate_units=4)
+    _, to_embeddings = gate_gradients(personal)
+    assert any(g is not None and np.abs(dense(g)).sum() > 0 for g in to_embeddings)
+    with pytest.raises(InputError, match=r"features \['nope'\]: not in the FeatureSpec"):
+        PEPNet(census_spec, census_tasks, personal_features=["nope"])
+    with pytest.raises(InputError, match="tower_units: PEPNet personalises tower layers"):
+        PEPNet(census_spec, census_tasks, tower_units=[])
+
+
 def dense(gradient):
     return np.zeros(()) if gradient is None else tf.convert_to_tensor(gradient).numpy()
 
@@ -170,7 +200,7 @@ def cli_files(census, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("model", ["omoe", "ple", "cross-stitch", "mha-fusion", "stem"])
+@pytest.mark.parametrize("model", ["omoe", "ple", "cross-stitch", "mha-fusion", "stem", "pepnet"])
 def test_each_model_through_the_cli(model, cli_files, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(

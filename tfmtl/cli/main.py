@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and report per-task test metrics")
     train.add_argument("--recipe", help="a zoo recipe (TOML or JSON); flags override it")
     train.add_argument("--model", help="model name: shared-bottom, mmoe, omoe, ple, cross-stitch, mha-fusion, "
-                       "stem, esmm, aitm, escm2 (default: mmoe)")
+                       "stem, pepnet, esmm, aitm, escm2 (default: mmoe)")
     data = train.add_mutually_exclusive_group()
     data.add_argument("--dataset", help="a bundled data set: census-income, synthetic-funnel")
     data.add_argument("--train-data", help="training table: CSV (optionally .gz) or Parquet")

@@ -7,6 +7,7 @@ from tfmtl.zoo.esmm import ESMM
 from tfmtl.zoo.mha_fusion import MHAFusion
 from tfmtl.zoo.mmoe import MMoE, OMoE
 from tfmtl.zoo.multi_task_model import MultiTaskModel
+from tfmtl.zoo.pepnet import PEPNet
 from tfmtl.zoo.ple import PLE
 from tfmtl.zoo.shared_bottom import SharedBottom
 from tfmtl.zoo.stem import STEM
@@ -23,6 +24,21 @@ MODELS: dict[str, type[MultiTaskModel]] = {
     "aitm": AITM,
     "escm2": ESCM2,
     "stem": STEM,
+    "pepnet": PEPNet,
 }
 
-__all__ = ["AITM", "ESCM2", "ESMM", "CrossStitch", "MHAFusion", "MMoE", "MODELS", "MultiTaskModel", "OMoE", "PLE", "STEM", "SharedBottom"]
+__all__ = [
+    "AITM",
+    "ESCM2",
+    "ESMM",
+    "CrossStitch",
+    "MHAFusion",
+    "MMoE",
+    "MODELS",
+    "MultiTaskModel",
+    "OMoE",
+    "PEPNet",
+    "PLE",
+    "STEM",
+    "SharedBottom",
+]
