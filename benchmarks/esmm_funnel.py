@@ -20,7 +20,8 @@ easier, trained from files with the same recipe.
 `escm2`: trains ESMM, ESCM² with inverse propensity (`--model escm2`) and ESCM² doubly robust
 (`--model escm2 --model-arg counterfactual=dr`) with their shipped recipes, and reports each
 pCVR's AUC over all impressions and on clicks, its calibration (mean pCVR over mean true CVR)
-and its log loss against the true CVR over all impressions.
+and its log loss against the true CVR over all impressions; `--counterfactual-weights W ...` trains
+ESCM² at each weight instead of the recipe's.
 
 `--funnel KEY=VALUE` generates the funnel with other `synthetic_funnel` arguments (e.g.
 `shared=0.5`) and trains from files with the same recipe.
@@ -210,18 +211,23 @@ def aitm_part(args: argparse.Namespace, options: dict, folder: Path) -> tuple[li
     return lines, results
 
 
-ESCM2_VARIANTS = {
-    "ESMM": ("esmm", []),
-    "ESCM² IPS": ("escm2", []),
-    "ESCM² DR": ("escm2", ["--model-arg", "counterfactual=dr"]),
-}
+def escm2_variants(weights: list[float] | None) -> dict[str, tuple[str, list[str]]]:
+    """ESMM, then ESCM² IPS and DR at each counterfactual weight (the recipe's when `weights` is None)."""
+    variants = {"ESMM": ("esmm", [])}
+    for weight in weights or [None]:
+        flags = [] if weight is None else ["--model-arg", f"counterfactual_weight={weight}"]
+        suffix = "" if weight is None else f", weight {weight}"
+        variants[f"ESCM² IPS{suffix}"] = ("escm2", flags)
+        variants[f"ESCM² DR{suffix}"] = ("escm2", [*flags, "--model-arg", "counterfactual=dr"])
+    return variants
 
 
 def escm2_part(args: argparse.Namespace, options: dict, folder: Path) -> tuple[list[str], dict]:
     _, test = funnel(options)
-    results: dict = {name: [] for name in ESCM2_VARIANTS} | {"commands": []}
+    variants = escm2_variants(args.counterfactual_weights)
+    results: dict = {name: [] for name in variants} | {"commands": []}
     for seed in args.seeds:
-        for name, (model_name, flags) in ESCM2_VARIANTS.items():
+        for name, (model_name, flags) in variants.items():
             model, command = train_with_cli(model_name, seed, options, folder, *flags)
             results[name].append(cvr_scores(test, predict(model, test)["cvr"]))
             results["commands"].append(" ".join(command))
@@ -233,7 +239,7 @@ def escm2_part(args: argparse.Namespace, options: dict, folder: Path) -> tuple[l
         "| mean pCVR / mean true CVR, all impressions | log loss vs. the true CVR, all impressions |",
         "|---|---|---|---|---|",
     ]
-    for name, command in zip(ESCM2_VARIANTS, results["commands"]):
+    for name, command in zip(variants, results["commands"]):
         scores = " | ".join(mean_std([row[k] for row in results[name]]) for k in keys)
         lines.append(f"| {name} (`{command}`) | {scores} |")
     lines.append("| the true `conversion_probability` (ceiling) | " + " | ".join(f"{truth[k]:.4f}" for k in keys) + " |")
@@ -246,6 +252,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="Markdown file to write; the raw figures go beside it (.json)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--dense", action="store_true", help="aitm: also a funnel where half of the clicks convert")
+    parser.add_argument("--counterfactual-weights", type=float, nargs="+",
+                        help="escm2: train ESCM² at each of these weights (default: the recipe's)")  # fmt: skip
     parser.add_argument("--funnel", action="append", default=[], metavar="KEY=VALUE",
                         help="a synthetic_funnel argument (JSON value), e.g. shared=0.5")  # fmt: skip
     args = parser.parse_args()
