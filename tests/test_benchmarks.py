@@ -84,6 +84,15 @@ def test_step_profile_on_a_tiny_slice_writes_its_table(tmp_path):
     assert all(v["best_examples_per_second"] > 0 for v in report["variants"].values())
 
 
+def test_synthetic_correlation_counts_the_learning_rates_kept():
+    import synthetic_correlation
+
+    chosen = {"MMoE": {0.5: [0.001, 0.003], 1.0: [0.003, 0.003]}, "PLE": {0.5: [0.01, 0.01], 1.0: [0.001, 0.01]}}
+    header, _, mmoe, ple = synthetic_correlation.learning_rate_table(chosen, [0.001, 0.003, 0.01])
+    assert header == "| model | 0.001 | 0.003 | 0.01 |"
+    assert mmoe == "| MMoE | 1 | 3 | 0 |" and ple == "| PLE | 1 | 0 | 3 |"
+
+
 def test_synthetic_correlation_pairs_each_seed_with_shared_bottom():
     import synthetic_correlation
 
