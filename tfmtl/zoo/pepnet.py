@@ -110,7 +110,7 @@ class PEPNet(MultiTaskModel):
     def tower_logits(self, representations: tuple, training: bool | None = None) -> Any:
         hidden, prior = representations
         num_tasks = len(self.tasks)
-        hidden = ops.repeat(ops.expand_dims(hidden, 1), num_tasks, axis=1)
+        hidden = ops.expand_dims(hidden, 1)  # the first scales broadcast it to every task
         dropout = self.towers.hidden.dropout_layer
         for i, gate in enumerate(self.tower_gates[:-1]):
             scales = ops.reshape(gate(prior), (-1, num_tasks, hidden.shape[-1]))
