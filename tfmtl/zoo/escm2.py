@@ -50,14 +50,13 @@ class ESCM2(ESMM):
 
     ```python
     import keras, tfmtl
-    train, test = tfmtl.datasets.synthetic_funnel(num_train=20_000, num_test=5_000)
+    train, _ = tfmtl.datasets.synthetic_funnel(num_train=20_000, num_test=1_000)
     tasks = [tfmtl.Task("ctr", "binary", label="click"),
              tfmtl.Task("ctcvr", "binary", label="conversion", parent="ctr", conditional_name="cvr")]
-    features = tfmtl.FeatureSpec.infer(train, exclude=tfmtl.datasets.funnel_columns())
-    model = ESCM2(features, tasks, counterfactual="dr")
+    model = ESCM2(tfmtl.FeatureSpec.infer(train, exclude=tfmtl.datasets.funnel_columns()), tasks,
+                  counterfactual="dr", counterfactual_weight=0.1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.fit(tfmtl.data.dataset(train, features, tasks, batch_size=512, shuffle=True), epochs=1)
-    preds = model.predict(tfmtl.data.dataset(test, features, batch_size=4096))   # ctr, ctcvr, cvr
+    model.fit(tfmtl.data.dataset(train, model.feature_spec, tasks, batch_size=512, shuffle=True), epochs=1)
     ```
     """
 
