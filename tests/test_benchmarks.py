@@ -35,7 +35,8 @@ def test_cvr_scores_read_the_funnel_truth_over_every_impression():
     exact = esmm_funnel.cvr_scores(test, truth)
     assert exact["calibration"] == pytest.approx(1.0)
     halved = esmm_funnel.cvr_scores(test, truth / 2)
-    assert halved["calibration"] == pytest.approx(0.5) and halved["cvr_auc_all_impressions"] == exact["cvr_auc_all_impressions"]
+    assert halved["calibration"] == pytest.approx(0.5)
+    assert halved["cvr_auc_all_impressions"] == exact["cvr_auc_all_impressions"]
     assert exact["logloss_vs_truth"] < halved["logloss_vs_truth"]
     constant = esmm_funnel.cvr_scores(test, np.full(len(test), truth.mean()))
     assert constant["cvr_auc_all_impressions"] == 0.5 and exact["logloss_vs_truth"] < constant["logloss_vs_truth"]

@@ -73,7 +73,8 @@ class ESCM2(ESMM):
         # ESMM's constructor builds the model; the imputation towers must exist first.
         MultiTaskModel.__init__(self, features, tasks, tower_units=tower_units, **kwargs)
         if counterfactual not in COUNTERFACTUAL_RISKS:
-            raise InputError(f"counterfactual: expected one of {', '.join(COUNTERFACTUAL_RISKS)}, got {counterfactual!r}")
+            expected = ", ".join(COUNTERFACTUAL_RISKS)
+            raise InputError(f"counterfactual: expected one of {expected}, got {counterfactual!r}")
         if counterfactual_weight < 0:
             raise InputError(f"counterfactual_weight: expected >= 0, got {counterfactual_weight}")
         if not 0 < min_propensity <= 1:
