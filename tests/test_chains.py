@@ -172,7 +172,7 @@ def test_chained_outputs_of_any_length(name, long_funnel):
 
 def training_losses(model, x, y):
     """The task losses `train_step` differentiates, counterfactual risks included."""
-    steps = model._step_logits(x, training=True)
+    steps = model._step_logits(x, training=True, for_loss=True)
     return model._task_losses(model._labelled(y, None), model._entire_space_logits(steps), steps)
 
 
@@ -305,8 +305,10 @@ def test_escm2_adds_the_counterfactual_risk_to_each_chained_task(counterfactual,
     train, _, spec = long_funnel
     x, y = next(iter(dataset(train.head(256), spec, CHAIN, batch_size=256)))
     model = ESCM2(spec, CHAIN, tower_units=[8], counterfactual=counterfactual, counterfactual_weight=0.3)
-    steps = model._step_logits(x, training=False)
+    steps = model._step_logits(x, training=False, for_loss=True)
     assert len(steps) == 3 + (2 if counterfactual == "dr" else 0)
+    # Predicting and serving leave the imputation towers out.
+    assert len(model._step_logits(x, training=False)) == 3
     logits = model._entire_space_logits(steps)
     labelled = model._labelled(y, None)
     plain = numpy(model._task_losses(labelled, logits))
@@ -330,7 +332,7 @@ def test_escm2_adds_the_counterfactual_risk_to_each_chained_task(counterfactual,
     with pytest.raises(InputError, match=r"min_propensity: expected a value in \(0, 1\]"):
         ESCM2(spec, CHAIN, min_propensity=0.0)
     unchained = ESCM2(spec, [Task("click", "binary"), Task("cart", "binary")], counterfactual="dr", tower_units=[8])
-    assert unchained.imputation is None and len(unchained._step_logits(x, training=False)) == 2
+    assert unchained.imputation is None and len(unchained._step_logits(x, training=False, for_loss=True)) == 2
 
 
 # ----- data ----------------------------------------------------------------------

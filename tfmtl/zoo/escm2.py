@@ -31,7 +31,8 @@ class ESCM2(ESMM):
     conditional probability over all impressions: the clicked examples' CVR log
     loss weighted by the inverse of pCTR (`"ips"`), or the doubly robust risk
     with an imputation tower per chained task (`"dr"`, see
-    `tfmtl.tasks.doubly_robust_risk`). A chained task's loss is its entire-space
+    `tfmtl.tasks.doubly_robust_risk`; the towers run in training and evaluation
+    only, not in `predict` or serving). A chained task's loss is its entire-space
     log loss plus `counterfactual_weight` times that risk, so every weighting
     strategy sees it as part of the task. Chains of any length work: the
     propensity of a step is its parent's entire-space probability. Without
@@ -101,12 +102,10 @@ class ESCM2(ESMM):
             self.imputation.build(input_shape)
         return input_shape
 
-    def tower_logits(self, representations: Any, training: bool | None = None) -> Any:
-        logits = self.towers(representations, training=training)
+    def auxiliary_logits(self, representations: Any, training: bool | None = None) -> Any:
         if self.imputation is None:
-            return logits
-        # After the tasks' towers: `_step_logits` passes them on to the loss.
-        return ops.concatenate([logits, self.imputation(representations, training=training)], axis=1)
+            return None
+        return self.imputation(representations, training=training)[:, :, 0]
 
     def _task_losses(self, labelled: list, logits: list, steps: list | None = None) -> Any:
         shares = super()._task_losses(labelled, logits)

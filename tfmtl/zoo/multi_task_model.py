@@ -164,21 +164,33 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         """
         return self._entire_space_logits(self._step_logits(inputs, training))
 
-    def _step_logits(self, inputs: Mapping[str, Any], training: bool | None) -> list:
+    def auxiliary_logits(self, representations: Any, training: bool | None = None) -> Any:
+        """Logits `(batch, n)` of towers that only the loss reads (ESCM²'s imputation towers); None here.
+
+        Training and evaluation compute them, `predict` and serving do not.
+        """
+        return None
+
+    def _step_logits(self, inputs: Mapping[str, Any], training: bool | None, for_loss: bool = False) -> list:
         """Each task's own tower logits (for a chained task under `chain_product`, given its parent's step).
 
-        Towers past the tasks' (ESCM²'s imputation towers) follow, one logit each, for the loss to read.
+        With `for_loss`, the `auxiliary_logits` follow, one tensor `(batch,)` per tower.
         """
         missing = [name for name in self.feature_spec.names if name not in inputs]
         if missing and not self.encoder.is_preprocessed(inputs):
             raise InputError(f"model input is missing feature(s) {missing}")
-        logits = self.tower_logits(self.task_representations(inputs, training=training), training=training)
-        logits = ops.cast(logits, "float32")  # losses, metrics and outputs in float32 under mixed precision
-        auxiliary = [logits[:, i, 0] for i in range(len(self.tasks), logits.shape[1])]
-        return [
+        representations = self.task_representations(inputs, training=training)
+        logits = ops.cast(self.tower_logits(representations, training=training), "float32")
+        # Losses, metrics and outputs in float32 under mixed precision.
+        steps = [
             logits[:, i, 0] if task.output_units == 1 else logits[:, i, : task.output_units]
             for i, task in enumerate(self.tasks)
-        ] + auxiliary
+        ]
+        auxiliary = self.auxiliary_logits(representations, training=training) if for_loss else None
+        if auxiliary is not None:
+            auxiliary = ops.cast(auxiliary, "float32")
+            steps += [auxiliary[:, i] for i in range(auxiliary.shape[1])]
+        return steps
 
     def _entire_space_logits(self, steps: list) -> list:
         if not self.chain_product:
@@ -399,7 +411,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         per_task = weighting.uses_task_gradients or weighting.reads_task_gradients or self.monitor_gradients
         scale = self.optimizer.scale_loss
         with tf.GradientTape(persistent=per_task) as tape:
-            steps = self._step_logits(x, training=True)
+            steps = self._step_logits(x, training=True, for_loss=True)
             logits = self._entire_space_logits(steps)
             labelled = self._labelled(y, sample_weight)
             shares = self._task_losses(labelled, logits, steps)
@@ -501,7 +513,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
     def test_step(self, data: Any) -> dict:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        steps = self._step_logits(x, training=False)
+        steps = self._step_logits(x, training=False, for_loss=True)
         logits = self._entire_space_logits(steps)
         labelled = self._labelled(y, sample_weight)
         task_losses = replicas.with_global_value(self._task_losses(labelled, logits, steps))
