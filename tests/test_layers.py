@@ -160,3 +160,18 @@ def test_task_towers_shapes():
     assert towers(np.ones((4, 5), "float32")).shape == (4, 2, 3)
     linear = layers.TaskTowers(num_tasks=2)
     assert linear(np.ones((4, 2, 5), "float32")).shape == (4, 2, 1)
+
+
+def test_task_towers_scale_each_layers_input():
+    towers = layers.TaskTowers(num_tasks=2, units=[8, 4])
+    x = np.random.default_rng(0).normal(size=(3, 2, 5)).astype("float32")
+    ones = [np.ones((3, 2, width), "float32") for width in (5, 8, 4)]
+    np.testing.assert_allclose(towers(x, scales=ones).numpy(), towers(x).numpy(), rtol=1e-6)
+    # One row for all towers, made one per task by the first scales.
+    np.testing.assert_allclose(towers(x[:, :1], scales=ones).numpy(), towers(np.repeat(x[:, :1], 2, axis=1)).numpy())
+    # A zero scale cuts a task's tower off from its input.
+    cut = [np.concatenate([np.zeros((3, 1, 5)), np.ones((3, 1, 5))], axis=1).astype("float32"), *ones[1:]]
+    out = towers(x, scales=cut).numpy()
+    assert np.allclose(out[:, 0], out[0, 0]) and not np.allclose(out[:, 1], out[0, 1])
+    with pytest.raises(ValueError, match=r"scales: expected one per layer \(3\), got 2"):
+        towers(x, scales=ones[:2])

@@ -26,6 +26,9 @@ class ParallelMLP(keras.layers.Layer):
     Call arguments:
         inputs: `(batch, input_dim)` read by all members, or
             `(batch, parallel, input_dim)`, one input per member.
+        scales: optional, one tensor per layer that multiplies that layer's
+            input, broadcastable to `(batch, parallel, layer_input_dim)`
+            (PEPNet's personalised layers).
 
     Returns:
         `(batch, parallel, units[-1])`.
@@ -68,10 +71,12 @@ class ParallelMLP(keras.layers.Layer):
             shape = layer.compute_output_shape(shape)
         super().build(input_shape)
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
+    def call(self, inputs: Any, training: bool | None = None, scales: Sequence[Any] | None = None) -> Any:
+        if scales is not None and len(scales) != len(self.dense_layers):
+            raise ValueError(f"scales: expected one per layer ({len(self.dense_layers)}), got {len(scales)}")
         x = inputs
-        for layer in self.dense_layers:
-            x = layer(x)
+        for i, layer in enumerate(self.dense_layers):
+            x = layer(x if scales is None else scales[i] * x)
             if self.dropout_layer is not None:
                 x = self.dropout_layer(x, training=training)
         return x

@@ -26,6 +26,9 @@ class TaskTowers(keras.layers.Layer):
     Call arguments:
         inputs: `(batch, input_dim)` shared by all towers, or
             `(batch, num_tasks, input_dim)`, one representation per task.
+        scales: optional, one tensor per layer (hidden layers, then the output
+            layer) that multiplies that layer's input, broadcastable to
+            `(batch, num_tasks, layer_input_dim)`.
 
     Returns:
         Logits of shape `(batch, num_tasks, output_units)`; `hidden_representations`
@@ -66,9 +69,12 @@ class TaskTowers(keras.layers.Layer):
         self.output_layer.build(shape)
         super().build(input_shape)
 
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = inputs if self.hidden is None else self.hidden(inputs, training=training)
-        return self.output_layer(x)
+    def call(self, inputs: Any, training: bool | None = None, scales: Sequence[Any] | None = None) -> Any:
+        if scales is not None and len(scales) != len(self.units) + 1:
+            raise ValueError(f"scales: expected one per layer ({len(self.units) + 1}), got {len(scales)}")
+        hidden_scales, output_scale = (None, None) if scales is None else (scales[:-1], scales[-1])
+        x = inputs if self.hidden is None else self.hidden(inputs, training=training, scales=hidden_scales)
+        return self.output_layer(x if output_scale is None else output_scale * x)
 
     def hidden_representations(self, inputs: Any, training: bool | None = None) -> Any:
         """Each tower's last hidden layer, `(batch, num_tasks, units[-1])`, before its output layer.

@@ -108,17 +108,12 @@ class PEPNet(MultiTaskModel):
         return personalised, self._prior(encoded, self._personal_columns, personalised)
 
     def tower_logits(self, representations: tuple, training: bool | None = None) -> Any:
-        hidden, prior = representations
+        personalised, prior = representations
         num_tasks = len(self.tasks)
-        hidden = ops.expand_dims(hidden, 1)  # the first scales broadcast it to every task
-        dropout = self.towers.hidden.dropout_layer
-        for i, gate in enumerate(self.tower_gates[:-1]):
-            scales = ops.reshape(gate(prior), (-1, num_tasks, hidden.shape[-1]))
-            hidden = self.towers.hidden.dense_layers[i](scales * hidden)
-            if dropout is not None:
-                hidden = dropout(hidden, training=training)
-        scales = ops.reshape(self.tower_gates[-1](prior), (-1, num_tasks, hidden.shape[-1]))
-        return self.towers.output_logits(scales * hidden)
+        widths = [personalised.shape[-1], *self.tower_units]
+        scales = [ops.reshape(gate(prior), (-1, num_tasks, width)) for gate, width in zip(self.tower_gates, widths)]
+        # One input row for all towers: the first scales make it one per task.
+        return self.towers(ops.expand_dims(personalised, 1), training=training, scales=scales)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
