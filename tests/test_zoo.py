@@ -110,8 +110,10 @@ def test_stem_mixes_every_expert_but_trains_only_shared_and_own(census, census_s
     raw = dataset(census[1].head(64), census_spec, batch_size=64, preprocess=False)
     on_raw, on_ids = model.predict(raw, verbose=0), predictions(model, census[1].head(64), census_spec)
     np.testing.assert_allclose(on_raw["income"], on_ids["income"], rtol=1e-6)
-    with pytest.raises(ValueError, match="num_task_experts >= 1"):
+    with pytest.raises(InputError, match="num_task_experts: expected >= 1, got 0"):
         STEM(census_spec, census_tasks, num_task_experts=0)
+    with pytest.raises(InputError, match="num_shared_experts: expected >= 0, got -1"):
+        STEM(census_spec, census_tasks, num_shared_experts=-1)
 
 
 def test_pepnet_gates_read_priors_but_pass_no_gradient_to_what_they_scale(census, census_spec, census_tasks):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.parallel_dense import ParallelDense
 from tfmtl.layers.parallel_mlp import ParallelMLP
@@ -63,11 +64,10 @@ class STEM(MultiTaskModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(features, tasks, **kwargs)
-        if num_shared_experts < 0 or num_task_experts < 1:
-            raise ValueError(
-                "num_shared_experts: expected >= 0 and num_task_experts >= 1, "
-                f"got {num_shared_experts} and {num_task_experts}"
-            )
+        if num_shared_experts < 0:
+            raise InputError(f"num_shared_experts: expected >= 0, got {num_shared_experts}")
+        if num_task_experts < 1:
+            raise InputError(f"num_task_experts: expected >= 1, got {num_task_experts}")
         self.num_shared_experts = num_shared_experts
         self.num_task_experts = num_task_experts
         self.expert_units = [int(u) for u in expert_units]
