@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfmtl
 from tfmtl import layers
 from tfmtl.features import CategoricalFeature, HashedFeature, ListFeature, NumericFeature
 
@@ -89,6 +90,26 @@ def test_feature_encoder_fuses_tables_per_embedding_size():
     assert len(encoder.field_embeddings) == 2
     separate = layers.FeatureEncoder(spec, fused=False)
     assert separate(inputs).shape == out.shape and len(separate.field_embeddings) == 3
+
+
+def test_feature_encoder_columns_locate_each_feature():
+    from tfmtl import FeatureSpec
+
+    age = NumericFeature("age", 40.0, 100.0, missing_indicator=True)
+    spec = FeatureSpec([CITY, CategoricalFeature("big", ("q",), 8), age, NumericFeature("n", 0.0, 1.0)])
+    encoder = layers.FeatureEncoder(spec)
+    inputs = {"city": tf.constant(["Rome", "Oslo"]), "big": tf.constant(["q", "r"]),
+              "age": tf.constant([30.0, np.nan]), "n": tf.constant([1.0, 2.0])}  # fmt: skip
+    out = keras.ops.convert_to_numpy(encoder(inputs))
+    tables = {layer.field_names[0]: layer(inputs).numpy()[:, 0] for layer in encoder.field_embeddings}
+    np.testing.assert_array_equal(out[:, encoder.columns(["city"])], tables["city"])
+    np.testing.assert_array_equal(out[:, encoder.columns(["big"])], tables["big"])
+    # A numeric feature's standardised value, then its missing indicator.
+    np.testing.assert_allclose(out[:, encoder.columns(["age"])], [[-1.0, 0.0], [0.0, 1.0]], atol=1e-6)
+    assert encoder.columns(["n", "city"]) == encoder.columns(["n"]) + encoder.columns(["city"])
+    assert sorted(encoder.columns(spec.names)) == list(range(encoder.output_dim))
+    with pytest.raises(tfmtl.InputError, match=r"features \['nope'\]: not in the FeatureSpec"):
+        encoder.columns(["nope"])
 
 
 def test_parallel_dense_equals_independent_dense_layers():

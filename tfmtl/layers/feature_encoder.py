@@ -86,12 +86,8 @@ class FeatureEncoder(keras.layers.Layer):
                 positions[name] = list(range(start, start + layer.embedding_dim))
                 start += layer.embedding_dim
         if self.numeric_encoder is not None:
-            numeric = self.numeric_encoder.features
-            indicators = [i for i, f in enumerate(numeric) if f.missing_indicator]
-            for i, feature in enumerate(numeric):
-                positions[feature.name] = [start + i]
-                if feature.missing_indicator:
-                    positions[feature.name].append(start + len(numeric) + indicators.index(i))
+            for name, columns in self.numeric_encoder.columns().items():
+                positions[name] = [start + column for column in columns]
         unknown = [name for name in names if name not in positions]
         if unknown:
             raise InputError(f"features {unknown}: not in the FeatureSpec, which has {sorted(positions)}")

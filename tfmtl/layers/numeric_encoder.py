@@ -54,6 +54,13 @@ class NumericEncoder(keras.layers.Layer):
     def output_dim(self) -> int:
         return len(self.features) + len(self._indicator_columns)
 
+    def columns(self) -> dict[str, list[int]]:
+        """Each feature's output columns: its standardised value, then its missing indicator if it has one."""
+        out = {f.name: [i] for i, f in enumerate(self.features)}
+        for position, i in enumerate(self._indicator_columns):
+            out[self.features[i].name].append(len(self.features) + position)
+        return out
+
     def build(self, input_shape: Any = None) -> None:
         self.normalization.build((None, len(self.features)))
         super().build(input_shape)
