@@ -66,7 +66,9 @@ class TestLossAtEpochs(keras.callbacks.Callback):
             self.losses[epoch + 1] = (scores["y1_loss"] + scores["y2_loss"]) / 2
 
 
-def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Namespace) -> tuple[float, int, dict, float]:
+def test_loss(
+    model_name: str, correlation: float, seed: int, args: argparse.Namespace
+) -> tuple[float, int, dict, float]:
     """Trains one model to convergence at each of `args.learning_rates` and keeps the best on validation.
 
     Returns the kept run's test loss, the epochs it trained, its test losses at the
@@ -100,8 +102,8 @@ def test_loss(model_name: str, correlation: float, seed: int, args: argparse.Nam
         )
         validated = model.evaluate(validation_data, return_dict=True, verbose=0)["loss"]
         scores = model.evaluate(test_data, return_dict=True, verbose=0)
-        test = (scores["y1_loss"] + scores["y2_loss"]) / 2
-        runs.append((validated, test, len(history.history["loss"]), at_budgets.losses, learning_rate))
+        loss = (scores["y1_loss"] + scores["y2_loss"]) / 2
+        runs.append((validated, loss, len(history.history["loss"]), at_budgets.losses, learning_rate))
     return min(runs, key=lambda run: run[0])[1:]
 
 
@@ -182,7 +184,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5, help="epochs without a better validation loss, then stop")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[3e-3],
-                        help="Adam's initial learning rate; with several, each model keeps the best on validation")  # fmt: skip
+                        help="Adam's initial learning rate; with several, each run keeps the best on validation")
     parser.add_argument("--train-rows", type=int, default=50_000, help="rows generated for training and validation")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-rows", type=int, default=10_000)
@@ -205,7 +207,8 @@ def main() -> None:
                 chosen[name][correlation].append(learning_rate)
                 for budget, budget_loss in at_budgets.items():
                     budgets[budget][name][correlation].append(budget_loss)
-                print(f"p={correlation} seed={seed} {name}: {loss:.4f} after {trained} epochs at {learning_rate}", flush=True)
+                run = f"p={correlation} seed={seed} {name}: {loss:.4f}, {trained} epochs, Adam {learning_rate}"
+                print(run, flush=True)
     lines = table(results, args.correlations, epochs)
     if "SharedBottom" in results and len(results) > 1:
         lines += ["", "Paired by seed (same data), each model's test loss minus SharedBottom's:", "",
@@ -218,6 +221,9 @@ def main() -> None:
         heading = f"Test loss after {budget} epoch(s), in the same runs:"
         budget_sections += [heading, "", *table(by_model, args.correlations), ""]
     out = Path(args.out)
+    rates = str(args.learning_rates[0])
+    if len(args.learning_rates) > 1:
+        rates = " or ".join(map(str, args.learning_rates)) + " (per run, the one with the lowest validation loss)"
     command = "python benchmarks/synthetic_correlation.py " + " ".join(sys.argv[1:])
     report = "\n".join(
         [
@@ -225,7 +231,7 @@ def main() -> None:
             "",
             f"{args.train_rows} training rows ({args.validation_fraction:.0%} held out for validation) and "
             f"{args.test_rows} test rows per data set (seeded by the run's seed); batch {args.batch_size}, Adam "
-            f"{' or '.join(map(str, args.learning_rates))} (the lowest validation loss kept) halved after 2 epochs without a validation loss 1e-4 lower, early stopping after "
+            f"{rates} halved after 2 epochs without a validation loss 1e-4 lower, early stopping after "
             f"{args.patience} (best weights restored, at most {args.max_epochs} epochs). Test MSE averaged over "
             "the two tasks, mean ± std over seeds; the label noise alone gives 0.01.",
             "",

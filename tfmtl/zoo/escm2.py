@@ -122,7 +122,7 @@ class ESCM2(ESMM):
                 imputed = steps[len(self.tasks) + k]
                 terms = doubly_robust_risk(label, steps[child], imputed, reached, propensity, self.min_propensity)
             risk = ops.sum(weight * parent_weight * terms) / ops.maximum(count, 1.0)
-            risks[child] = risks[child] + self.counterfactual_weight * risk
+            risks[child] = self.counterfactual_weight * risk  # a task has one parent, so one link
         return shares + ops.stack(risks)
 
     def get_config(self) -> dict[str, Any]:
