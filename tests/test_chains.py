@@ -176,6 +176,21 @@ def training_losses(model, x, y):
     return model._task_losses(model._labelled(y, None), model._entire_space_logits(steps), steps)
 
 
+@pytest.mark.parametrize("name", BUILDERS)
+def test_trains_under_bf16_mixed_precision(name, funnel):
+    # The calibrator's and the counterfactual risks' losses come from bf16 activations.
+    train, _, spec = funnel
+    with tfmtl.distribute.dtype_policy("bf16"):
+        keras.utils.set_random_seed(0)
+        model = BUILDERS[name](spec, ESMM_TASKS)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
+    x, y = next(iter(dataset(train.head(128), spec, ESMM_TASKS, batch_size=128)))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+    predictions = model.predict(x, verbose=0)
+    assert sorted(predictions) == ["ctcvr", "ctr", "cvr"]
+
+
 @pytest.mark.parametrize("name", ["esmm", "aitm", "escm2-dr"])
 def test_trains_beats_a_constant_and_reloads_identically(name, funnel, tmp_path):
     train, test, spec = funnel

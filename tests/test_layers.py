@@ -190,6 +190,11 @@ def test_task_towers_scale_each_layers_input():
     np.testing.assert_allclose(towers(x, scales=ones).numpy(), towers(x).numpy(), rtol=1e-6)
     # One row for all towers, made one per task by the first scales.
     np.testing.assert_allclose(towers(x[:, :1], scales=ones).numpy(), towers(np.repeat(x[:, :1], 2, axis=1)).numpy())
+    # A 2-D input is shared by every tower, example by example (here batch 2 = tasks 2, where broadcasting could pair
+    # example b with task b instead).
+    shared = x[:2, 0]
+    scales = [np.random.default_rng(1).uniform(0.5, 1.5, size=(2, 2, width)).astype("float32") for width in (5, 8, 4)]
+    np.testing.assert_allclose(towers(shared, scales=scales).numpy(), towers(shared[:, None], scales=scales).numpy())
     # A zero scale cuts a task's tower off from its input.
     cut = [np.concatenate([np.zeros((3, 1, 5)), np.ones((3, 1, 5))], axis=1).astype("float32"), *ones[1:]]
     out = towers(x, scales=cut).numpy()

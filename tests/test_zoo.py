@@ -82,6 +82,21 @@ def test_gate_weights_are_distributions(name, census, census_spec, census_tasks)
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", VARIANTS)
+def test_trains_under_bf16_mixed_precision(name, census, census_spec, census_tasks):
+    # Gates, masks and auxiliary losses mix constants and float32 encoder outputs with bf16 activations.
+    with tfmtl.distribute.dtype_policy("bf16"):
+        keras.utils.set_random_seed(0)
+        model = VARIANTS[name](census_spec, census_tasks)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
+    x, y = batch(census[0], census_spec, census_tasks, 64)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert model.dtype_policy.name == "mixed_bfloat16" and np.isfinite(logs["loss"]), logs
+    if name in MOE_STYLE:
+        weights = keras.ops.convert_to_numpy(keras.ops.cast(model.gate_weights(x), "float32"))
+        np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-2)  # bf16 keeps 8 bits of mantissa
+
+
 def test_gate_weights_say_which_experts_a_task_reads(census, census_spec, census_tasks):
     x = next(iter(dataset(census[1], census_spec, batch_size=32)))
     ple = PLE(census_spec, census_tasks, num_levels=2, num_shared_experts=3, num_task_experts=2)

@@ -141,7 +141,7 @@ class CustomizedGateControl(keras.layers.Layer):
     def _spread(self, weights: Any) -> Any:
         """Task gates' weights `(batch, tasks, shared + own)` placed over all experts, 0 elsewhere."""
         shared, own = weights[..., : self.num_shared_experts], weights[..., self.num_shared_experts :]
-        mine = ops.eye(self.num_tasks)[None, :, :, None]  # task t sees only block t of the task experts
+        mine = ops.eye(self.num_tasks, dtype=own.dtype)[None, :, :, None]  # task t sees only block t of its experts
         blocks = ops.reshape(mine * own[:, :, None, :], (-1, self.num_tasks, self.num_tasks * self.num_task_experts))
         return ops.concatenate([shared, blocks], axis=-1)
 

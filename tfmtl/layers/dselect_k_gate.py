@@ -102,10 +102,10 @@ class DSelectKGate(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         bits = self._smooth_step(self.bit_logits(inputs))  # (batch, gates, k * bits)
         bits = ops.reshape(bits, (-1, self.num_gates, self.k, 1, self.num_bits))
-        codes = ops.convert_to_tensor(self._bits_of_code)  # (codes, bits)
+        codes = ops.convert_to_tensor(self._bits_of_code, dtype=bits.dtype)  # (codes, bits)
         # A selector's weight on a code: product over bits of bit (code bit 1) or 1 - bit (code bit 0).
         selectors = ops.prod(codes * bits + (1.0 - codes) * (1.0 - bits), axis=-1)  # (batch, gates, k, codes)
-        selectors = ops.einsum("bgkc,ce->bgke", selectors, ops.convert_to_tensor(self._expert_of_code))
+        selectors = ops.einsum("bgkc,ce->bgke", selectors, ops.convert_to_tensor(self._expert_of_code, selectors.dtype))
         mixing = ops.softmax(self.selector_logits(inputs), axis=-1)  # (batch, gates, k)
         weights = ops.einsum("bgk,bgke->bge", mixing, selectors)
         if training and self.entropy_weight:

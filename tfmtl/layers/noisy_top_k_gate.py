@@ -94,7 +94,7 @@ class NoisyTopKGate(keras.layers.Layer):
         noisy, stddev = clean, None
         if training and self.noise_scale is not None:
             stddev = ops.softplus(self.noise_scale(inputs)) + _EPSILON
-            noisy = clean + keras.random.normal(ops.shape(clean), seed=self.seed_generator) * stddev
+            noisy = clean + keras.random.normal(ops.shape(clean), dtype=clean.dtype, seed=self.seed_generator) * stddev
         top = ops.top_k(noisy, min(self.k + 1, self.num_experts), sorted=True)[0]
         kth = top[..., self.k - 1 : self.k]
         kept = noisy >= kth

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+from keras import ops
 
 from tfmtl.layers.parallel_dense import ParallelDense
 
@@ -75,8 +76,11 @@ class ParallelMLP(keras.layers.Layer):
         if scales is not None and len(scales) != len(self.dense_layers):
             raise ValueError(f"scales: expected one per layer ({len(self.dense_layers)}), got {len(scales)}")
         x = inputs
+        if scales is not None and len(x.shape) == 2:
+            # One input for every column: give it the column axis that the per-column scales have.
+            x = ops.expand_dims(x, 1)
         for i, layer in enumerate(self.dense_layers):
-            x = layer(x if scales is None else scales[i] * x)
+            x = layer(x if scales is None else ops.cast(scales[i], x.dtype) * x)
             if self.dropout_layer is not None:
                 x = self.dropout_layer(x, training=training)
         return x

@@ -138,7 +138,8 @@ class MHAFusion(MultiTaskModel):
         """
         encoded, fields = self._shared_inputs(inputs, training=False)
         _, scores = self._fuse(encoded, fields, training=False, return_attention_scores=True)
-        return ops.mean(scores, axis=1)
+        # Under mixed precision the scores are bf16/fp16: averaged in float32 the rows sum to 1.
+        return ops.mean(ops.cast(scores, "float32"), axis=1)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

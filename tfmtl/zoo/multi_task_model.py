@@ -419,7 +419,10 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             task_losses = replicas.with_global_value(shares)
             loss = weighting.combine(task_losses)
             # Regularisers and auxiliary losses are computed on every replica: average them.
-            auxiliary = ops.sum(self.losses) / num_replicas if self.losses else 0.0
+            # Layers add them in their compute dtype; under mixed precision that is not the loss's float32.
+            auxiliary = 0.0
+            if self.losses:
+                auxiliary = ops.sum([ops.cast(aux, "float32") for aux in self.losses]) / num_replicas
             objective = scale(loss + auxiliary)
             if per_task:
                 # Everything differentiated later must be computed while the tape records.

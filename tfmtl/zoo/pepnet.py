@@ -99,7 +99,9 @@ class PEPNet(MultiTaskModel):
 
     def body(self, encoded: Any, training: bool | None = None) -> Any:
         """EPNet: the encoded features scaled by the domain gate."""
-        return self.embedding_gate(self._prior(encoded, self._domain_columns, encoded)) * encoded
+        scales = self.embedding_gate(self._prior(encoded, self._domain_columns, encoded))
+        # Under mixed precision the encoder keeps float32 outputs; the gate computes in the policy's dtype.
+        return ops.cast(scales, encoded.dtype) * encoded
 
     def task_representations(self, inputs: Mapping[str, Any], training: bool | None = None) -> tuple:
         """The personalised embedding and the personal prior the tower gates read."""

@@ -142,7 +142,7 @@ class STEM(MultiTaskModel):
             experts = ops.concatenate([self.shared_experts(shared_input, training=training), experts], axis=1)
         gate_input = ops.concatenate([ops.repeat(shared_input[:, None, :], num_tasks, axis=1), task_input], axis=-1)
         weights = ops.softmax(self.gate(gate_input), axis=-1)  # (batch, tasks, experts)
-        own = ops.convert_to_tensor(self._own)
+        own = ops.convert_to_tensor(self._own, dtype=weights.dtype)
         # All forward, task-specific backward: the same mixture, with gradients only to own and shared experts.
         mixed = ops.matmul(weights * own, experts) + ops.matmul(weights * (1.0 - own), ops.stop_gradient(experts))
         return mixed, weights
