@@ -65,15 +65,18 @@ def test_preprocessed_columns_equal_the_encoders_preprocessing_of_every_row():
     df = pd.DataFrame({
         "city": rng.choice(["Oslo", "Rome", "Lima", None], rows),
         "code": rng.integers(0, 6, rows),
+        "shop": rng.integers(0, 40, rows),
         "user": [f"u{i}" for i in rng.integers(0, 500, rows)],
         "item": rng.integers(0, 10**9, rows),
         "genres": rng.choice(["a|b", "b", "", "c|zz"], rows),
         "age": np.where(rng.random(rows) < 0.1, np.nan, rng.normal(40, 9, rows)),
         "score": rng.normal(0, 1, rows),
     })
+    # Integer features before string ones of the same size: one table holds both, in its own order.
     spec = tfmtl.FeatureSpec([
-        CategoricalFeature("city", ("Rome", "Oslo", ""), 4),  # "Lima" is out of vocabulary
         CategoricalFeature("code", ("1", "2", "3"), 4, dtype="int64"),
+        CategoricalFeature("city", ("Rome", "Oslo", ""), 4),  # "Lima" is out of vocabulary
+        HashedFeature("shop", 16, 8, dtype="int64"),
         HashedFeature("user", 64, 8),
         HashedFeature("item", 32, 4, dtype="int64"),
         ListFeature("genres", ("a", "b", "c"), 4),

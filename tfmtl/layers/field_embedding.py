@@ -73,12 +73,14 @@ class FieldEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
 
-        # Vocabulary features first (string ones, then integer ones, so each dtype
-        # is converted once), then hashed features, then list features.
-        vocab = [f for f in features if isinstance(f, CategoricalFeature)]
-        vocab.sort(key=lambda f: f.dtype == INT64)
-        self._vocab_features = vocab
-        self._hashed_features = [f for f in features if isinstance(f, HashedFeature)]
+        # Vocabulary features first, then hashed features, then list features; within the
+        # first two, string ones before integer ones, the order in which `_stacked_keys`
+        # converts each dtype once and so the order of the id columns.
+        def strings_first(kind: type) -> list[Feature]:
+            return sorted((f for f in features if isinstance(f, kind)), key=lambda f: f.dtype == INT64)
+
+        self._vocab_features = strings_first(CategoricalFeature)
+        self._hashed_features = strings_first(HashedFeature)
         self._list_features = [f for f in features if isinstance(f, ListFeature)]
         self._separator = self._list_features[0].separator if self._list_features else "|"
 
