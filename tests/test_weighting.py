@@ -270,18 +270,27 @@ MIRRORED_SCRIPT = textwrap.dedent(
     results = {}
     # One MirroredStrategy for all runs: separate instances in one process clash in collective keys.
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    for strategy_name in sys.argv[1:]:
+    # Plain batches for every strategy; for DWA also tfmtl's per-replica pipeline, shuffled, with a short last batch.
+    runs = [(name, False) for name in sys.argv[1:]] + [("dwa", True)]
+    for strategy_name, split in runs:
         weights = []
         for distribute in (tf.distribute.get_strategy(), mirrored):
             with distribute.scope():
                 keras.utils.set_random_seed(0)
                 model = tfmtl.zoo.MMoE(spec, tasks, num_experts=3, expert_units=[16], tower_units=[8])
                 model.compile(optimizer=keras.optimizers.Adam(1e-2), weighting=strategy_name)
-            data = tfmtl.data.dataset(df, spec, tasks, batch_size=512)
+            if split and distribute is mirrored:
+                data = tfmtl.distribute.distributed_dataset(
+                    mirrored, df, spec, tasks, global_batch_size=600, shuffle=True, seed=1
+                )
+            else:
+                data = tfmtl.data.dataset(df, spec, tasks, batch_size=600 if split else 512, shuffle=split, seed=1)
             model.fit(data, epochs=3, verbose=0)  # DWA's weights move from the third epoch
             state = [keras.ops.convert_to_numpy(v) for v in model.weighting.variables]
-            weights.append(model.get_weights() + state)
-        results[strategy_name] = max(float(np.abs(a - b).max()) for a, b in zip(*weights))
+            # The optimizer's step count too: Adam's bias correction reads it.
+            weights.append(model.get_weights() + state + [model.optimizer.iterations.numpy()])
+        key = strategy_name + (" (distributed_dataset)" if split else "")
+        results[key] = max(float(np.abs(a - b).max()) for a, b in zip(*weights))
     print(json.dumps(results))
     """
 )

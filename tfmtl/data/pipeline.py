@@ -136,6 +136,14 @@ def dataset(
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    columns = column_tensors(df, features, tasks, preprocess=preprocess)
+    return batches_of(columns, len(df), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
+
+
+def column_tensors(
+    df: pd.DataFrame, features: FeatureSpec, tasks: Sequence[Task] | None = None, *, preprocess: bool = True
+) -> Any:
+    """`df` as whole-column tensors: `inputs` or `(inputs, labels[, weights])`, checked and converted once."""
     _check_frame(df)
     if preprocess:
         inputs = preprocessed(df, features)
@@ -144,8 +152,15 @@ def dataset(
         # Column by column: one column's raw values at a time besides the tensors.
         inputs = {f.name: tf.convert_to_tensor(f.column_values(df[f.name])) for f in features}
     columns = (inputs, *tf.nest.map_structure(tf.convert_to_tensor, target_arrays(df, tasks)))
-    columns = columns[0] if len(columns) == 1 else columns
-    batches = batch_indices(len(df), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
+    return columns[0] if len(columns) == 1 else columns
+
+
+def batches_of(
+    columns: Any, rows: int, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches gathered from `column_tensors` (one gather per column and batch), prefetched."""
+    batches = batch_indices(rows, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
 
     def gather(index: tf.Tensor) -> Any:
         return tf.nest.map_structure(lambda column: tf.gather(column, index), columns)

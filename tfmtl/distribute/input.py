@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import tensorflow as tf
 
-from tfmtl.data.pipeline import dataset
+from tfmtl.data.pipeline import batches_of, column_tensors, dataset
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.tasks.task import Task
@@ -94,20 +94,29 @@ def distributed_dataset(
 
 def _from_frame(distribution, df, features, tasks, global_batch_size, shuffle, seed, drop_remainder):  # noqa: ANN001
     replicas = distribution.num_replicas_in_sync
-    # Converted and checked once, not once per worker pipeline.
-    whole = dataset(df, features, tasks, batch_size=global_batch_size, shuffle=shuffle, seed=seed,
-                    drop_remainder=drop_remainder)  # fmt: skip
+    # Converted and checked once, not once per pipeline.
+    columns = column_tensors(df, features, tasks)
 
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         local = replicas // context.num_input_pipelines
+        # Each pipeline draws its own sequence of permutations, the same as on one device.
+        whole = batches_of(columns, len(df), global_batch_size, shuffle=shuffle, seed=seed,
+                           drop_remainder=drop_remainder)  # fmt: skip
         pieces = _replica_pieces(whole, context.input_pipeline_id * local, replicas, local)
         if local == 1:
             # One element per step, as Keras counts steps: it then starts each epoch's pass
             # over the data exactly as on one device (so the same per-epoch permutations).
+            # Without a known length Keras calls the train function once more at each epoch's
+            # end, and under several replicas that call counts an optimizer iteration.
             pieces = pieces.apply(tf.data.experimental.assert_cardinality(whole.cardinality()))
         return _explicit_sharding(pieces.prefetch(tf.data.AUTOTUNE))
 
-    return distribution.distribute_datasets_from_function(pipeline)
+    options = None
+    if isinstance(distribution, tf.distribute.MirroredStrategy):
+        # A pipeline per replica (only MirroredStrategy has them), so one element per step.
+        per_replica = tf.distribute.InputReplicationMode.PER_REPLICA
+        options = tf.distribute.InputOptions(experimental_replication_mode=per_replica)
+    return distribution.distribute_datasets_from_function(pipeline, options=options)
 
 
 def _from_files(distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder):  # noqa: ANN001
