@@ -196,6 +196,20 @@ def test_dwa_weights_follow_the_ratio_of_the_last_two_epochs_losses():
     assert expected[0] > expected[1]  # y1's loss fell slower
 
 
+def test_user_callbacks_see_the_epoch_state_of_dwa(census, census_spec, census_tasks):
+    # Checkpoints and backups are user callbacks: at an epoch's end DWA must already hold that epoch's losses.
+    model = tfmtl.zoo.SharedBottom(census_spec, census_tasks, bottom_units=[8], tower_units=[4])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), weighting="dwa")
+    seen = []
+    snapshot = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((model.weighting.epoch_losses.numpy()[1], logs))
+    )
+    model.fit(dataset(census[0].head(512), census_spec, census_tasks, batch_size=256), epochs=2, verbose=0,
+              callbacks=[snapshot])  # fmt: skip
+    for recorded, logs in seen:
+        np.testing.assert_allclose(recorded, [logs["income_loss"], logs["marital_loss"]], rtol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["dwa", "gradnorm", "famo"])
 def test_stateful_strategies_save_and_reload_their_state(name, census, census_spec, census_tasks, tmp_path):
     df = census[0].head(512)

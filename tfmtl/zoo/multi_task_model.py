@@ -398,10 +398,11 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         if isinstance(x, tf.data.Dataset):
             # A dataset is shuffled by its pipeline; Keras' default shuffle=True only warns.
             kwargs.setdefault("shuffle", False)
-        # Strategies with epoch-level state (DWA) follow the epochs through callbacks.
+        # Strategies with epoch-level state (DWA) follow the epochs through callbacks; theirs run
+        # first, so that checkpoints and backups written at an epoch's end hold that epoch's state.
         weighting_callbacks = self.weighting.callbacks() if self.weighting is not None else []
         if weighting_callbacks:
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *weighting_callbacks]
+            kwargs["callbacks"] = [*weighting_callbacks, *(kwargs.get("callbacks") or [])]
         return super().fit(x, *args, **kwargs)
 
     def train_step(self, data: Any) -> dict:
