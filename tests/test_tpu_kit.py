@@ -86,6 +86,25 @@ def test_full_run_in_order_and_the_vm_is_deleted_last():
     assert commands[-1] == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "mtl-v6e", "--zone=us-east5-b", "--quiet"]
 
 
+def test_the_wait_ends_when_training_ends_and_fails_without_metrics(tmp_path):
+    # The remote commands, run here by bash: the detached "training" is a short sleep.
+    (start,) = dry_run("train.py", *V5E, "--accelerator-type", "v5litepod-8", "--bucket", "gs://b/mtl", "--run", "r")
+    remote = start[8].removeprefix("--command=")
+    detached = remote[remote.index("nohup") :].replace("tfmtl-venv/bin/tfmtl train", "sleep 1; true", 1)
+    run = dry_run("full_run.py", *V5E, "--accelerator-type", "v5litepod-8", "--runtime-version", "v",
+                  "--bucket", "gs://b/mtl", "--files", "train.parquet", "--run", "r")  # fmt: skip
+    assert run[5][-1] == start[-1]  # the step after the start of training is the wait
+    wait = run[6][-1].removeprefix("--command=").replace("sleep 30", "sleep 0.2")
+    for metrics in (False, True):
+        if metrics:
+            (tmp_path / "tfmtl-runs" / "r").mkdir(parents=True)
+            (tmp_path / "tfmtl-runs" / "r" / "metrics.json").write_text("{}")
+        subprocess.run(["bash", "-c", detached], cwd=tmp_path, check=True, timeout=30)
+        result = subprocess.run(["bash", "-c", wait], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert result.returncode == (0 if metrics else 1), result.stderr
+        assert metrics or "training ended without tfmtl-runs/r/metrics.json" in result.stderr
+
+
 def test_logs_and_bad_arguments():
     assert dry_run("logs.py", *V5E) == [["gcloud", "compute", "tpus", "tpu-vm", "ssh", "mtl-v5e", "--zone=us-west4-a",
                                          "--worker=0", "--command=tail -n 200 -F tfmtl-train.log"]]  # fmt: skip

@@ -24,10 +24,18 @@ import stage_data
 import train
 
 
+def wait_command(run: str) -> str:
+    """Host 0's wait for its training process; it fails, with the log's end, when training ended without metrics."""
+    metrics = f"{kit.RUNS_DIR}/{run}/metrics.json"
+    return (
+        f'while kill -0 "$(cat {kit.PID_FILE})" 2>/dev/null; do sleep 30; tail -n 1 {kit.LOG_FILE}; done; '
+        f"test -f {metrics} || {{ tail -n 50 {kit.LOG_FILE}; echo 'training ended without {metrics}' >&2; exit 1; }}"
+    )
+
+
 def steps(args: argparse.Namespace) -> list[list[list[str]]]:
     """The commands of each step, in order; the last step deletes the VM."""
-    wait = kit.ssh(args, "0", f"while [ ! -f {kit.RUNS_DIR}/{args.run}/metrics.json ]; do sleep 30; "
-                   f"tail -n 1 {kit.LOG_FILE}; done")  # fmt: skip
+    wait = kit.ssh(args, "0", wait_command(args.run))
     return [
         create_vm.commands(args),
         install.commands(args),

@@ -18,6 +18,7 @@ DATA_DIR = "tfmtl-data"  # on each TPU VM host, in the home folder
 RUNS_DIR = "tfmtl-runs"
 EXPORT_DIR = "tfmtl-export"
 LOG_FILE = "tfmtl-train.log"
+PID_FILE = "tfmtl-train.pid"  # the detached training process on each host
 LIBTPU_INDEX = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 VENV = "tfmtl-venv"  # tfmtl needs Python 3.11+, newer than the python3 of the TPU VM images
 TFMTL = f"{VENV}/bin/tfmtl"

@@ -30,7 +30,7 @@ def commands(args) -> list[list[str]]:  # noqa: ANN001
     staged = f"'{args.bucket.rstrip('/')}/data/*'"
     remote = (
         f"mkdir -p {kit.DATA_DIR} && gcloud storage cp --recursive {staged} {kit.DATA_DIR}/ && "
-        f"nohup {train} > {kit.LOG_FILE} 2>&1 &"
+        f"nohup {train} > {kit.LOG_FILE} 2>&1 & echo $! > {kit.PID_FILE}"
     )
     return [kit.ssh(args, workers, remote)]
 
