@@ -56,6 +56,18 @@ def test_overrides_hashing_and_embedding_sizes():
     assert isinstance(spec["clicks"], HashedFeature) and spec["clicks"].embedding_dim == 8
 
 
+def test_number_codes_with_gaps_are_the_same_category_read_as_numbers_or_as_text():
+    # A categorical column of codes with blanks is float in training; a CSV read as text later says "4" or "4.0".
+    df = pd.DataFrame({"zone": [4.0, 2.0, np.nan, 4.0], "label": [1, 0, 0, 1]})
+    zone = FeatureSpec.infer(df, exclude=["label"], categorical=["zone"])["zone"]
+    assert zone.numbers and set(zone.vocabulary) == {"4.0", "2.0", ""}
+    text = pd.Series(["4", "4.0", " 2", "", None, "x"], name="zone")
+    assert zone.column_values(text).tolist() == ["4.0", "4.0", "2.0", "", "", "x"]
+    assert not FeatureSpec.infer(frame(), exclude=["label"])["city"].numbers  # text stays text: "07" is not "7"
+    spec = FeatureSpec.infer(df, exclude=["label"], categorical=["zone"])
+    assert FeatureSpec.from_config(spec.get_config()) == spec
+
+
 def test_config_round_trip():
     spec = FeatureSpec.infer(frame(), exclude=["label"])
     again = FeatureSpec.from_config(spec.get_config())

@@ -27,11 +27,14 @@ def _missing_to_empty(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "")
 
 
-def categorical_values(series: pd.Series, dtype: str) -> np.ndarray:
+def categorical_values(series: pd.Series, dtype: str, numbers: bool = False) -> np.ndarray:
     """Returns a column as the raw categorical input: int64 codes or strings.
 
     Missing values of a string column become the empty string, which is a category
     of its own when the training data had it and the out-of-vocabulary bucket when not.
+    With `numbers` (string categories that were numbers in training) values are
+    parsed as numbers first, so that `4`, `"4"` and `"4.0"` are one category, `"4.0"`,
+    whether a file was read as numbers or as text.
     """
     if dtype == INT64:
         if series.isna().any():
@@ -49,7 +52,11 @@ def categorical_values(series: pd.Series, dtype: str) -> np.ndarray:
                     f"column {series.name!r}: expected integer category codes, found {bad!r}"
                 ) from None
             return values.to_numpy().astype(np.int64)
-    return _missing_to_empty(series).astype(str).to_numpy(dtype=object)
+    text = _missing_to_empty(series).astype(str)
+    if numbers:
+        parsed = pd.to_numeric(series, errors="coerce")  # text that is not a number stays as it is
+        text = text.where(parsed.isna(), parsed.astype("float64").astype(str))
+    return text.to_numpy(dtype=object)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +77,7 @@ class CategoricalFeature:
     vocabulary: tuple[str, ...]
     embedding_dim: int = 8
     dtype: str = STRING
+    numbers: bool = False  # string categories that were numbers: see `categorical_values`
     kind: ClassVar[str] = "categorical"
 
     def __post_init__(self) -> None:
@@ -80,7 +88,7 @@ class CategoricalFeature:
             raise InputError(f"feature {self.name!r}: embedding_dim must be >= 1, got {self.embedding_dim}")
 
     def column_values(self, series: pd.Series) -> np.ndarray:
-        return categorical_values(series, self.dtype)
+        return categorical_values(series, self.dtype, self.numbers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +106,7 @@ class HashedFeature:
     num_bins: int
     embedding_dim: int = 8
     dtype: str = STRING
+    numbers: bool = False  # string categories that were numbers: see `categorical_values`
     kind: ClassVar[str] = "hashed"
 
     def __post_init__(self) -> None:
@@ -107,7 +116,7 @@ class HashedFeature:
             raise InputError(f"feature {self.name!r}: dtype must be 'string' or 'int64', got {self.dtype!r}")
 
     def column_values(self, series: pd.Series) -> np.ndarray:
-        return categorical_values(series, self.dtype)
+        return categorical_values(series, self.dtype, self.numbers)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -175,11 +175,13 @@ class FeatureSpec:
                 features.append(ListFeature(name, _vocabulary(exploded, min_frequency), dim, list_separator))
             else:
                 dtype = INT64 if pd.api.types.is_integer_dtype(series) or pd.api.types.is_bool_dtype(series) else STRING
-                values = pd.Series(categorical_values(series, dtype)).astype(str)
+                # Numbers with gaps (floats) declared categorical: a CSV read as text later must give the same strings.
+                numbers = dtype == STRING and pd.api.types.is_numeric_dtype(series)
+                values = pd.Series(categorical_values(series, dtype, numbers)).astype(str)
                 if values.nunique() > hash_threshold:
-                    features.append(HashedFeature(name, hash_bins, dim, dtype))
+                    features.append(HashedFeature(name, hash_bins, dim, dtype, numbers))
                 else:
-                    features.append(CategoricalFeature(name, _vocabulary(values, min_frequency), dim, dtype))
+                    features.append(CategoricalFeature(name, _vocabulary(values, min_frequency), dim, dtype, numbers))
         return cls(features)
 
 
