@@ -88,6 +88,15 @@ def test_bad_arguments_name_the_argument(kwargs, message):
     assert message in str(error.value)
 
 
+def test_infinite_numbers_are_named_errors_in_training_and_later():
+    df = pd.DataFrame({"x": [1.0, np.inf, 2.0], "big": [1.0, 2.0, 3.0], "label": [0, 1, 0]})
+    with pytest.raises(InputError, match=r"column 'x': expected finite numbers \(float32\), found inf"):
+        FeatureSpec.infer(df, exclude=["label"])
+    spec = FeatureSpec.infer(df.drop(columns="x"), exclude=["label"])
+    with pytest.raises(InputError, match=r"column 'big': expected finite numbers \(float32\), found 1e\+40"):
+        spec.input_arrays(pd.DataFrame({"big": [1.0, 1e40]}))  # beyond float32
+
+
 def test_empty_frame_is_an_error():
     with pytest.raises(InputError, match="empty"):
         FeatureSpec.infer(frame().head(0))

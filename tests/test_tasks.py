@@ -56,8 +56,9 @@ def test_multiclass_classes_from_data_and_unknown_class():
 def test_sample_weight_column_checked():
     task = Task("y", "binary", sample_weight="w")
     np.testing.assert_allclose(task.weight_values(pd.DataFrame({"w": [1, 2]})), [1, 2])
-    with pytest.raises(InputError, match=r"sample_weight column 'w' must be numbers >= 0"):
-        task.weight_values(pd.DataFrame({"w": [1, -2]}))
+    for bad in (-2, np.inf, np.nan):
+        with pytest.raises(InputError, match=r"sample_weight column 'w' must be finite numbers >= 0"):
+            task.weight_values(pd.DataFrame({"w": [1, bad]}))
 
 
 def test_per_task_report():

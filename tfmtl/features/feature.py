@@ -184,7 +184,15 @@ class NumericFeature:
         bad = values.isna() & series.notna()
         if bad.any():
             raise InputError(f"column {series.name!r}: expected numbers, found {series[bad].iloc[0]!r}")
-        return values.to_numpy(dtype=np.float32, na_value=np.nan)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, reported below
+            numbers = values.to_numpy(dtype=np.float32, na_value=np.nan)
+        # One infinity would make the training mean, or that row's prediction, NaN.
+        infinite = np.flatnonzero(np.isinf(numbers))
+        if infinite.size:
+            found = series.iloc[infinite[0]]
+            found = repr(found) if isinstance(found, str) else found  # numpy's repr reads np.float64(inf)
+            raise InputError(f"column {series.name!r}: expected finite numbers (float32), found {found}")
+        return numbers
 
 
 Feature = CategoricalFeature | HashedFeature | ListFeature | NumericFeature

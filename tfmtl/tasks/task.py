@@ -170,8 +170,10 @@ class Task:
         if self.sample_weight not in df.columns:
             raise InputError(f"task {self.name!r}: sample_weight column {self.sample_weight!r} is not in the data")
         values = pd.to_numeric(df[self.sample_weight], errors="coerce").to_numpy(np.float32, na_value=np.nan)
-        if np.isnan(values).any() or (values < 0).any():
-            raise InputError(f"task {self.name!r}: sample_weight column {self.sample_weight!r} must be numbers >= 0")
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise InputError(
+                f"task {self.name!r}: sample_weight column {self.sample_weight!r} must be finite numbers >= 0"
+            )
         return values
 
     # ----- maths ------------------------------------------------------------------
