@@ -109,6 +109,16 @@ def test_bad_input_gives_one_line_errors(files, tmp_path, capsys):
     assert "has no argument(s) ['experts']" in error_of(
         capsys, "train", "--train-data", train, "--task", "income:binary", "--model-arg", "experts=3", *common
     )
+    for model_arg, message in [
+        ("num_experts=2.5", "--model-arg: mmoe rejected {'num_experts': 2.5}: "),
+        ("expert_units=[64,", "expert_units: '[64,' is not valid JSON"),
+    ]:
+        assert message in error_of(
+            capsys, "train", "--train-data", train, "--task", "income:binary", "--model-arg", model_arg, *common
+        )
+    assert "--seed: expected an integer from 0 to 2**32 - 1, got -1" in error_of(
+        capsys, "train", "--train-data", train, "--task", "income:binary", "--seed", "-1", *common
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert "is empty" in error_of(capsys, "train", "--train-data", str(empty), "--task", "income:binary", *common)
@@ -117,12 +127,12 @@ def test_bad_input_gives_one_line_errors(files, tmp_path, capsys):
 
     df = pd.read_csv(train).head(200)
     df.to_csv(files / "numbers.csv", index=False)
-    df.astype({"age": object}).assign(age=lambda d: d["age"].where(d.index != 5, "forty")).to_csv(text, index=False)
+    df.astype({"age": object}).assign(age=lambda d: d["age"].where(d.index != 150, "forty")).to_csv(text, index=False)
     line = error_of(
         capsys, "train", "--train-data", str(files / "numbers.csv"), "--test-data", str(text),
         "--task", "income:binary", *common,
     )  # fmt: skip
-    assert "column 'age': expected numbers, found 'forty'" in line
+    assert "test data: column 'age': expected numbers, found 'forty'" in line  # found before training
     df.drop(columns=["education"]).to_csv(files / "no_education.csv", index=False)
     line = error_of(
         capsys, "train", "--train-data", str(files / "numbers.csv"), "--test-data", str(files / "no_education.csv"),

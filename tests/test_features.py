@@ -97,6 +97,18 @@ def test_infinite_numbers_are_named_errors_in_training_and_later():
         spec.input_arrays(pd.DataFrame({"big": [1.0, 1e40]}))  # beyond float32
 
 
+def test_duplicate_column_names_are_named():
+    df = frame()
+    twice = pd.concat([df, df[["city"]]], axis=1)
+    with pytest.raises(InputError, match=r"df: duplicate column names \['city'\]"):
+        FeatureSpec.infer(twice, exclude=["label"])
+    import tfmtl
+
+    spec = FeatureSpec.infer(df, exclude=["label", "genres"])
+    with pytest.raises(InputError, match=r"data: duplicate column names \['city'\]"):
+        tfmtl.data.dataset(twice, spec)
+
+
 def test_empty_frame_is_an_error():
     with pytest.raises(InputError, match="empty"):
         FeatureSpec.infer(frame().head(0))

@@ -48,7 +48,9 @@ def _model_arg_flag(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as error:
+        if value.lstrip()[:1] in ('[', '{', '"'):  # meant as JSON: a plain string would hide the typo
+            raise argparse.ArgumentTypeError(f"{key}: {value!r} is not valid JSON ({error.msg})") from None
         return key, value
 
 

@@ -60,6 +60,8 @@ def make_tasks(config: Mapping[str, Any], train: pd.DataFrame) -> list[Task]:
         raise InputError("--task: give at least one task as NAME:KIND[:COLUMN]")
     tasks = []
     for spec in specs:
+        if not isinstance(spec, Mapping):
+            raise InputError(f"tasks: expected a table per task (name, kind, ...), got {spec!r}")
         try:
             task = Task(**spec)
         except TypeError as error:
@@ -98,7 +100,12 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
     unknown = sorted(set(args) - accepted - {"self", "kwargs", "features", "tasks"})
     if unknown:
         raise InputError(f"--model-arg: {name} has no argument(s) {unknown}")
-    return cls(features, tasks, **args)
+    try:
+        return cls(features, tasks, **args)
+    except (TypeError, ValueError) as error:
+        # A value of the wrong type or range that the model's own checks did not name.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"--model-arg: {name} rejected {args}: {first_line}") from None
 
 
 def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> dict:
@@ -124,6 +131,9 @@ def run_training(
     for key in ("epochs", "batch_size", "steps_per_execution"):
         if not isinstance(training[key], int) or training[key] < 1:
             raise InputError(f"--{key.replace('_', '-')}: expected a positive integer, got {training[key]!r}")
+    seed = training["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"--seed: expected an integer from 0 to 2**32 - 1, got {seed!r}")
     if not isinstance(training["jit_compile"], bool):
         raise InputError(f"training.jit_compile: expected true or false, got {training['jit_compile']!r}")
     if not training["learning_rate"] > 0:
@@ -144,7 +154,8 @@ def run_training(
         )
     train_ds = training_data(distribution, train, features, tasks, training["batch_size"], training["seed"])
     try:
-        tfmtl.data.model_arrays(test.head(1), features, tasks)
+        # Every test row, before training: a bad value there must not surface only after the fit.
+        tfmtl.data.model_arrays(test, features, tasks)
     except InputError as error:
         raise InputError(f"test data: {error}") from None
     print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "

@@ -45,6 +45,8 @@ def _check_frame(df: Any) -> None:
         raise InputError(f"data: expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise InputError("data: the DataFrame is empty")
+    if df.columns.has_duplicates:
+        raise InputError(f"data: duplicate column names {sorted(set(df.columns[df.columns.duplicated()]))}")
 
 
 PREPROCESS_CHUNK = 65_536

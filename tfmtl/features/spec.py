@@ -148,6 +148,8 @@ class FeatureSpec:
             raise InputError(f"df: expected a pandas DataFrame, got {type(df).__name__}")
         if len(df) == 0:
             raise InputError("df: the training DataFrame is empty")
+        if df.columns.has_duplicates:
+            raise InputError(f"df: duplicate column names {sorted(set(df.columns[df.columns.duplicated()]))}")
         exclude, categorical, numeric, lists = (set(x) for x in (exclude, categorical, numeric, lists))
         for arg, names in (("exclude", exclude), ("categorical", categorical), ("numeric", numeric), ("lists", lists)):
             unknown = sorted(names - set(df.columns))
