@@ -97,6 +97,15 @@ def test_trains_under_bf16_mixed_precision(name, census, census_spec, census_tas
         np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-2)  # bf16 keeps 8 bits of mantissa
 
 
+def test_a_seeded_gate_draws_other_noise_in_every_gate_of_ple(census_spec, census_tasks):
+    model = PLE(census_spec, census_tasks, num_levels=2, num_shared_experts=2, num_task_experts=1, expert_units=[8],
+                gate={"name": "noisy_top_k", "k": 1, "seed": 7})  # fmt: skip
+    gates = [model.levels[0].task_gates, model.levels[0].shared_gate, model.levels[1].task_gates]
+    assert [gate.seed for gate in gates] == [7, 8, 9]
+    again = PLE.from_config(model.get_config())
+    assert [again.levels[0].task_gates.seed, again.levels[1].task_gates.seed] == [7, 9]
+
+
 def test_gate_weights_say_which_experts_a_task_reads(census, census_spec, census_tasks):
     x = next(iter(dataset(census[1], census_spec, batch_size=32)))
     ple = PLE(census_spec, census_tasks, num_levels=2, num_shared_experts=3, num_task_experts=2)

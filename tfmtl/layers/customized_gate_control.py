@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfmtl.layers.gates import gate_kind, get_gate
+from tfmtl.layers.gates import gate_kind, get_gate, offset_seed
 from tfmtl.layers.parallel_mlp import ParallelMLP
 
 
@@ -92,7 +92,9 @@ class CustomizedGateControl(keras.layers.Layer):
         )
         self.gate = gate_kind(gate)  # one kind, two sizes: task gates and the shared gate
         self.task_gates = get_gate(self.gate, num_tasks, num_shared_experts + num_task_experts, name="task_gates")
-        self.shared_gate = get_gate(self.gate, 1, self.num_experts, name="shared_gate") if shared_output else None
+        self.shared_gate = None
+        if shared_output:
+            self.shared_gate = get_gate(offset_seed(self.gate, 1), 1, self.num_experts, name="shared_gate")
 
     @property
     def num_experts(self) -> int:

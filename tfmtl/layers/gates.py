@@ -32,6 +32,22 @@ def gate_kind(gate: str | Mapping[str, Any]) -> str | dict[str, Any]:
     raise InputError(f"gate: expected a gate name or {{'name': ..., **options}}, got {gate!r}")
 
 
+def offset_seed(gate: GateSpec, offset: int) -> GateSpec:
+    """`gate` with its `seed` option, where it has one, moved by `offset`.
+
+    Gates built from one spec with a seed would otherwise draw the same noise.
+
+    Example:
+
+    ```python
+    offset_seed({"name": "noisy_top_k", "seed": 7}, 2)  # {"name": "noisy_top_k", "seed": 9}
+    ```
+    """
+    if isinstance(gate, Mapping) and "class_name" not in gate and gate.get("seed") is not None:
+        return {**gate, "seed": int(gate["seed"]) + offset}
+    return gate
+
+
 def get_gate(gate: GateSpec, num_gates: int, num_experts: int, name: str = "gate") -> keras.layers.Layer:
     """Returns a gate layer of `num_gates` gates over `num_experts` experts.
 

@@ -10,7 +10,7 @@ import keras
 from tfmtl.errors import InputError
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.customized_gate_control import CustomizedGateControl
-from tfmtl.layers.gates import gate_kind
+from tfmtl.layers.gates import gate_kind, offset_seed
 from tfmtl.tasks.task import Task
 from tfmtl.zoo.multi_task_model import MultiTaskModel
 
@@ -78,7 +78,7 @@ class PLE(MultiTaskModel):
                 num_shared_experts,
                 num_task_experts,
                 self.expert_units,
-                gate=self.gate,
+                gate=offset_seed(self.gate, 2 * level),  # a seeded gate draws other noise at every level
                 shared_output=level < num_levels - 1,
                 activation=expert_activation,
                 dropout=self.dropout,
