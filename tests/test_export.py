@@ -269,6 +269,7 @@ def test_signature_names_replace_what_tensorflow_does_not_accept():
     assert signature_name("price ($)") == "price____"
     assert signature_name("user.id-2") == "user_id_2"
     assert signature_name("already_fine_9") == "already_fine_9"
+    assert signature_name("_user") == "x_user"  # op names may not start with "_"
     with pytest.raises(tfmtl.InputError, match="'a b' and 'a_b' would both be served as 'a_b'"):
         signature_names(["a b", "a_b"], "feature")
 

@@ -15,16 +15,19 @@ def signature_name(name: str) -> str:
 
     TensorFlow turns signature keys into graph op names, which may not hold spaces
     and most punctuation, so a CSV column such as `"Review Text"` is served as
-    `Review_Text`. Names that are already valid stay as they are.
+    `Review_Text`. Op names may not start with `_` either, so such a name gets an `x`
+    in front. Names that are already valid stay as they are.
 
     Example:
 
     ```python
     signature_name("Review Text")   # "Review_Text"
     signature_name("price ($)")     # "price____"
+    signature_name("_user")         # "x_user"
     ```
     """
-    return _NOT_ALLOWED.sub("_", name)
+    served = _NOT_ALLOWED.sub("_", name)
+    return "x" + served if served.startswith("_") else served
 
 
 def signature_names(names: Iterable[str], what: str) -> dict[str, str]:
