@@ -68,6 +68,15 @@ def test_number_codes_with_gaps_are_the_same_category_read_as_numbers_or_as_text
     assert FeatureSpec.from_config(spec.get_config()) == spec
 
 
+def test_a_missing_integer_code_is_out_of_vocabulary_not_an_error():
+    import tfmtl
+
+    spec = FeatureSpec([CategoricalFeature("code", ("1", "2"), 4, dtype="int64")])
+    later = pd.DataFrame({"code": [1.0, np.nan, 2.0, 99.0]})  # a blank cell: read as floats
+    ids = next(iter(tfmtl.data.dataset(later, spec, batch_size=4)))["embedding_4d/ids"].numpy()[:, 0]
+    assert ids[1] == ids[3] and len({ids[0], ids[1], ids[2]}) == 3  # missing = unseen, apart from both codes
+
+
 def test_config_round_trip():
     spec = FeatureSpec.infer(frame(), exclude=["label"])
     again = FeatureSpec.from_config(spec.get_config())

@@ -27,31 +27,38 @@ def _missing_to_empty(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "")
 
 
+MISSING_CODE = np.iinfo(np.int64).min  # what a missing integer category code becomes
+
+
+def _integer_codes(series: pd.Series) -> np.ndarray:
+    try:
+        return series.to_numpy().astype(np.int64, casting="safe")
+    except TypeError:
+        values = pd.to_numeric(series, errors="coerce")
+        if values.isna().any() or (values != np.floor(values)).any():
+            bad = series[values.isna() | (values != np.floor(values))].iloc[0]
+            raise InputError(f"column {series.name!r}: expected integer category codes, found {bad!r}") from None
+        return values.to_numpy().astype(np.int64)
+
+
 def categorical_values(series: pd.Series, dtype: str, numbers: bool = False) -> np.ndarray:
     """Returns a column as the raw categorical input: int64 codes or strings.
 
     Missing values of a string column become the empty string, which is a category
-    of its own when the training data had it and the out-of-vocabulary bucket when not.
+    of its own when the training data had it and the out-of-vocabulary bucket when not;
+    missing integer codes become `MISSING_CODE`, out of vocabulary.
     With `numbers` (string categories that were numbers in training) values are
     parsed as numbers first, so that `4`, `"4"` and `"4.0"` are one category, `"4.0"`,
     whether a file was read as numbers or as text.
     """
     if dtype == INT64:
-        if series.isna().any():
-            raise InputError(
-                f"column {series.name!r}: integer categorical feature has missing values; "
-                "declare it a string categorical or fill them"
-            )
-        try:
-            return series.to_numpy().astype(np.int64, casting="safe")
-        except TypeError:
-            values = pd.to_numeric(series, errors="coerce")
-            if values.isna().any() or (values != np.floor(values)).any():
-                bad = series[values.isna() | (values != np.floor(values))].iloc[0]
-                raise InputError(
-                    f"column {series.name!r}: expected integer category codes, found {bad!r}"
-                ) from None
-            return values.to_numpy().astype(np.int64)
+        missing = series.isna().to_numpy()
+        if not missing.any():
+            return _integer_codes(series)
+        # A blank cell is no code of the vocabulary: the out-of-vocabulary row (or a hash bin of its own).
+        codes = np.full(len(series), MISSING_CODE, np.int64)
+        codes[~missing] = _integer_codes(series[~missing])
+        return codes
     text = _missing_to_empty(series).astype(str)
     if numbers:
         parsed = pd.to_numeric(series, errors="coerce")  # text that is not a number stays as it is
