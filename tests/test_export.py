@@ -377,8 +377,28 @@ def test_cli_predict_bad_input_is_one_line(tiny, tmp_path, capsys):
     test.to_csv(tmp_path / "good.csv", index=False)
     assert main(base + ["--data", str(tmp_path / "good.csv"), "--keep", "id"]) == 2
     assert "--keep: column(s) ['id'] are not in the data" in capsys.readouterr().err
+    (tmp_path / "not.parquet").write_text("a,b\n1,2\n")
+    (tmp_path / "not.csv.gz").write_text("a,b\n1,2\n")
+    for bad in ("not.parquet", "not.csv.gz"):
+        assert main(base + ["--data", str(tmp_path / bad)]) == 2
+        error = capsys.readouterr().err
+        assert f"--data: '{tmp_path / bad}' could not be read" in error and error.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # An output folder that is a file: named, and nothing written.
+    assert main(["predict", "--model", str(tmp_path / "model.keras"), "--data", str(tmp_path / "good.csv"),
+                 "--out", str(tmp_path / "good.csv" / "out.csv")]) == 2  # fmt: skip
+    assert f"cannot make the folder '{tmp_path / 'good.csv'}'" in capsys.readouterr().err
+
+
+def test_cli_predict_keeps_a_column_empty_in_the_first_chunk_in_parquet(tiny, tmp_path):
+    model, _, test = tiny
+    model.save(tmp_path / "model.keras")
+    test.assign(note=[None] * 10 + ["vip"] * (len(test) - 10)).to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "out.parquet"
+    assert main(["predict", "--model", str(tmp_path / "model.keras"), "--data", str(tmp_path / "data.csv"),
+                 "--out", str(out), "--keep", "note", "--chunk-rows", "10"]) == 0  # fmt: skip
+    assert pd.read_parquet(out)["note"].fillna("").tolist() == [""] * 10 + ["vip"] * (len(test) - 10)
 
 
 def test_missing_int64_is_out_of_vocabulary(tiny):

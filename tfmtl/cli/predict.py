@@ -41,10 +41,15 @@ def read_chunks(
     if not path.is_file():
         raise InputError(f"{argument}: file {str(path)!r} does not exist")
     if table_format == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+        except (pa.ArrowException, OSError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise InputError(f"{argument}: {str(path)!r} could not be read: {first_line}") from None
         return
     sep = "\t" if ".tsv" in path.name.lower() else ","
     try:
@@ -53,7 +58,7 @@ def read_chunks(
             yield from reader
     except pd.errors.EmptyDataError:
         raise InputError(f"{argument}: file {str(path)!r} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as error:  # OSError: e.g. not gzip
         raise InputError(f"{argument}: {str(path)!r} could not be read: {str(error).strip().splitlines()[0]}") from None
 
 
@@ -104,7 +109,10 @@ def _write_parquet(path: str, chunks: Iterable[pd.DataFrame]) -> int:
     try:
         for chunk in chunks:
             table = pa.Table.from_pandas(chunk, preserve_index=False)
-            writer = writer or pq.ParquetWriter(path, table.schema)
+            if writer is None:
+                # A kept column with no value in the first chunk has no type yet: kept columns are read as text.
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+                writer = pq.ParquetWriter(path, schema)
             writer.write_table(table.cast(writer.schema))
             rows += len(chunk)
     finally:

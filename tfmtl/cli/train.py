@@ -13,6 +13,7 @@ import pandas as pd
 
 import tfmtl
 from tfmtl.data import dataset, read_table, write_atomically, write_json
+from tfmtl.data.files import make_folder
 from tfmtl.cli.scale_out import ScaleOut, training_data
 from tfmtl.datasets import DATASETS, DEFAULT_TASKS
 from tfmtl.distribute.tfrecord import read_tfrecords
@@ -160,7 +161,7 @@ def run_training(
         raise InputError(f"test data: {error}") from None
     print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "
           f"{len(features)} features, tasks {', '.join(t.name for t in tasks)}")
-    out_dir = Path(out or Path("runs") / f"{config['model']}-{data_name}")
+    out_dir = make_folder(out or Path("runs") / f"{config['model']}-{data_name}")  # before, not after, training
     started = time.perf_counter()
     model.fit(train_ds, epochs=training["epochs"], verbose=verbose, callbacks=scale_out.callbacks(out_dir))
     train_seconds = time.perf_counter() - started

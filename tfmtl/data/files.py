@@ -50,6 +50,16 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Creates `folder` and its parents where missing; a path that cannot be one is a one-line `InputError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot make the folder {str(folder)!r}: {error.strerror or error}") from None
+    return folder
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Calls `write(temporary_path)` and moves the result to `path` only when it succeeded.
 
@@ -57,7 +67,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> Pa
     an interrupted run leaves no half-written file under the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     suffix = "".join(path.suffixes[-1:])
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(handle)

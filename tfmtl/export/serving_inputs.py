@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
-from tfmtl.features.feature import FLOAT32, INT64, Feature
+# A served model reads the smallest int64 as a missing code, as the data pipeline writes a blank
+# one: no vocabulary holds it, so it lands in the feature's out-of-vocabulary row.
+from tfmtl.features.feature import FLOAT32, INT64, MISSING_INT64, Feature
 from tfmtl.features.spec import FeatureSpec
 from tfmtl.export.names import signature_names
-
-# An int64 categorical has no value that means "missing" in the training data, so a
-# served model reads the smallest int64 as missing: no vocabulary holds it, so it
-# lands in the feature's out-of-vocabulary row.
-MISSING_INT64 = int(np.iinfo(np.int64).min)
 
 
 def missing_value(feature: Feature) -> str | int | float:

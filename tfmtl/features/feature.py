@@ -27,7 +27,7 @@ def _missing_to_empty(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "")
 
 
-MISSING_CODE = np.iinfo(np.int64).min  # what a missing integer category code becomes
+MISSING_INT64 = int(np.iinfo(np.int64).min)  # what a missing integer category code becomes
 
 
 def _integer_codes(series: pd.Series) -> np.ndarray:
@@ -46,7 +46,7 @@ def categorical_values(series: pd.Series, dtype: str, numbers: bool = False) -> 
 
     Missing values of a string column become the empty string, which is a category
     of its own when the training data had it and the out-of-vocabulary bucket when not;
-    missing integer codes become `MISSING_CODE`, out of vocabulary.
+    missing integer codes become `MISSING_INT64`, out of vocabulary.
     With `numbers` (string categories that were numbers in training) values are
     parsed as numbers first, so that `4`, `"4"` and `"4.0"` are one category, `"4.0"`,
     whether a file was read as numbers or as text.
@@ -56,7 +56,7 @@ def categorical_values(series: pd.Series, dtype: str, numbers: bool = False) -> 
         if not missing.any():
             return _integer_codes(series)
         # A blank cell is no code of the vocabulary: the out-of-vocabulary row (or a hash bin of its own).
-        codes = np.full(len(series), MISSING_CODE, np.int64)
+        codes = np.full(len(series), MISSING_INT64, np.int64)
         codes[~missing] = _integer_codes(series[~missing])
         return codes
     text = _missing_to_empty(series).astype(str)
