@@ -242,6 +242,25 @@ def test_each_model_through_the_cli(model, cli_files, tmp_path, capsys):
     assert resolve(None, {"model": model, "dataset": "census-income"}) == resolve(recipe, {})
 
 
+def test_a_model_with_a_table_per_feature_trains_from_the_pipeline_and_the_cli(census, census_spec, census_tasks,
+                                                                              cli_files, tmp_path, capsys):
+    model = MMoE(census_spec, census_tasks, num_experts=2, expert_units=[8], fused_embeddings=False)
+    model.compile()
+    test = census[1].head(64)
+    with pytest.raises(InputError, match="preprocessed for fused_embeddings=True, but this model has fused_embeddings="
+                                         "False: pass fused=False to tfmtl.data.dataset"):  # fmt: skip
+        model.predict(dataset(test, census_spec, batch_size=64), verbose=0)
+    preprocessed = model.predict(dataset(test, census_spec, batch_size=64, fused=False), verbose=0)
+    raw = model.predict(dataset(test, census_spec, batch_size=64, preprocess=False), verbose=0)
+    np.testing.assert_allclose(preprocessed["income"], raw["income"], rtol=1e-6)
+    code = main(
+        ["train", "--model", "mmoe", "--train-data", str(cli_files / "train.csv"), "--task", "income:binary",
+         "--drop", "marital", "--model-arg", "fused_embeddings=false", "--model-arg", "num_experts=2", "--epochs", "1",
+         "--out", str(tmp_path), "--verbose", "0"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+
+
 def test_a_gate_from_the_command_line(cli_files, tmp_path, capsys):
     code = main(
         ["train", "--model", "mmoe", "--train-data", str(cli_files / "train.csv"), "--task", "income:binary",

@@ -88,7 +88,7 @@ def predict_chunks(
         if missing:
             raise InputError(f"--keep: column(s) {missing} are not in the data")
         try:
-            inputs = dataset(chunk, model.feature_spec, batch_size=batch_size)
+            inputs = dataset(chunk, model.feature_spec, batch_size=batch_size, fused=model.fused_embeddings)
         except InputError as error:
             raise InputError(f"--data rows {start + 1}-{start + len(chunk)}: {error}") from None
         start += len(chunk)

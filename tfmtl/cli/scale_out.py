@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,7 @@ import tensorflow as tf
 
 from tfmtl import distribute
 from tfmtl.data import dataset, write_atomically
-from tfmtl.features import FeatureSpec
-from tfmtl.tasks import Task
+from tfmtl.zoo import MultiTaskModel
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -117,17 +116,13 @@ class ScaleOut:
 
 
 def training_data(
-    distribution: tf.distribute.Strategy,
-    train: pd.DataFrame,
-    features: FeatureSpec,
-    tasks: Sequence[Task],
-    global_batch_size: int,
-    seed: int,
+    distribution: tf.distribute.Strategy, train: pd.DataFrame, model: MultiTaskModel, global_batch_size: int, seed: int
 ) -> Any:
-    """The shuffled training batches: a plain pipeline on one device, split per replica otherwise."""
+    """`model`'s shuffled training batches: a plain pipeline on one device, split per replica otherwise."""
+    features, tasks, fused = model.feature_spec, model.tasks, model.fused_embeddings
     if distribution.num_replicas_in_sync == 1 and distribute.num_workers(distribution) == 1:
-        return dataset(train, features, tasks, batch_size=global_batch_size, shuffle=True, seed=seed)
+        return dataset(train, features, tasks, batch_size=global_batch_size, shuffle=True, seed=seed, fused=fused)
     return distribute.distributed_dataset(
         distribution, train, features, tasks, global_batch_size=global_batch_size, shuffle=True, seed=seed,
-        drop_remainder=isinstance(distribution, tf.distribute.TPUStrategy),
+        drop_remainder=isinstance(distribution, tf.distribute.TPUStrategy), fused=fused,
     )  # fmt: skip

@@ -111,7 +111,9 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
 
 def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> dict:
     scores = model.evaluate(
-        dataset(test, model.feature_spec, model.tasks, batch_size=batch_size), return_dict=True, verbose=0
+        dataset(test, model.feature_spec, model.tasks, batch_size=batch_size, fused=model.fused_embeddings),
+        return_dict=True,
+        verbose=0,
     )
     return per_task_metrics(model.tasks, scores)
 
@@ -153,7 +155,7 @@ def run_training(
             steps_per_execution=scale_out.steps_per_execution(training["steps_per_execution"]),
             jit_compile=training["jit_compile"],
         )
-    train_ds = training_data(distribution, train, features, tasks, training["batch_size"], training["seed"])
+    train_ds = training_data(distribution, train, model, training["batch_size"], training["seed"])
     try:
         # Every test row, before training: a bad value there must not surface only after the fit.
         tfmtl.data.model_arrays(test, features, tasks)

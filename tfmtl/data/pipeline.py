@@ -52,7 +52,7 @@ def _check_frame(df: Any) -> None:
 PREPROCESS_CHUNK = 65_536
 
 
-def preprocessed(df: pd.DataFrame, features: FeatureSpec) -> dict[str, tf.Tensor]:
+def preprocessed(df: pd.DataFrame, features: FeatureSpec, fused: bool = True) -> dict[str, tf.Tensor]:
     """Runs the preprocessing of `features` over whole columns of `df`: what `FeatureEncoder.preprocess` gives.
 
     Memory stays near the size of the result: columns are converted one at a time,
@@ -61,7 +61,7 @@ def preprocessed(df: pd.DataFrame, features: FeatureSpec) -> dict[str, tf.Tensor
     so the raw strings of the whole frame never exist at once.
     """
     features.check_columns(df)
-    encoder = FeatureEncoder(features)  # its tables are never built: preprocessing only
+    encoder = FeatureEncoder(features, fused=fused)  # its tables are never built: preprocessing only
     out: dict[str, tf.Tensor] = {}
     for layer in encoder.field_embeddings:
         if layer.has_fixed_fields:
@@ -113,6 +113,7 @@ def dataset(
     seed: int | None = None,
     drop_remainder: bool = False,
     preprocess: bool = True,
+    fused: bool = True,
 ) -> tf.data.Dataset:
     """Returns a batched, prefetched `tf.data.Dataset` of raw model inputs (and labels).
 
@@ -124,7 +125,9 @@ def dataset(
     preprocessed inputs as well as raw ones (`preprocess=False`, which is what a
     saved or served model is given). Batches are then gathered from whole-column
     tensors (one gather per column and batch, no per-example Python), with the
-    order reshuffled every epoch when `shuffle` is set.
+    order reshuffled every epoch when `shuffle` is set. Preprocessed inputs follow
+    the model's embedding layout: pass `fused=False` for a model built with
+    `fused_embeddings=False`.
 
     Example:
 
@@ -138,17 +141,22 @@ def dataset(
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    columns = column_tensors(df, features, tasks, preprocess=preprocess)
+    columns = column_tensors(df, features, tasks, preprocess=preprocess, fused=fused)
     return batches_of(columns, len(df), batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder)
 
 
 def column_tensors(
-    df: pd.DataFrame, features: FeatureSpec, tasks: Sequence[Task] | None = None, *, preprocess: bool = True
+    df: pd.DataFrame,
+    features: FeatureSpec,
+    tasks: Sequence[Task] | None = None,
+    *,
+    preprocess: bool = True,
+    fused: bool = True,
 ) -> Any:
     """`df` as whole-column tensors: `inputs` or `(inputs, labels[, weights])`, checked and converted once."""
     _check_frame(df)
     if preprocess:
-        inputs = preprocessed(df, features)
+        inputs = preprocessed(df, features, fused)
     else:
         features.check_columns(df)
         # Column by column: one column's raw values at a time besides the tensors.

@@ -45,6 +45,7 @@ def distributed_dataset(
     shuffle: bool = False,
     seed: int | None = None,
     drop_remainder: bool = False,
+    fused: bool = True,
 ) -> tf.distribute.DistributedDataset:
     """Batches of `global_batch_size` examples split over the replicas of `distribution`.
 
@@ -62,7 +63,8 @@ def distributed_dataset(
       workers; batches then mix rows of the worker's own files only.
 
     Auto-sharding is switched off explicitly: the sharding above is the whole of it.
-    TPUs need static shapes: pass `drop_remainder=True` there.
+    TPUs need static shapes: pass `drop_remainder=True` there. `fused` is the model's
+    `fused_embeddings`, as in `tfmtl.data.dataset`.
 
     Example:
 
@@ -85,17 +87,21 @@ def distributed_dataset(
     if drop_remainder and global_batch_size % replicas:
         raise InputError(f"batch size {global_batch_size} must be a multiple of the {replicas} replicas here")
     if isinstance(data, pd.DataFrame):
-        return _from_frame(distribution, data, features, tasks, global_batch_size, shuffle, seed, drop_remainder)
+        return _from_frame(distribution, data, features, tasks, global_batch_size, shuffle, seed, drop_remainder,
+                           fused)  # fmt: skip
     from tfmtl.distribute.tfrecord import list_shards
 
     files = list_shards(data)
-    return _from_files(distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder)
+    return _from_files(distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder,
+                       fused)  # fmt: skip
 
 
-def _from_frame(distribution, df, features, tasks, global_batch_size, shuffle, seed, drop_remainder):  # noqa: ANN001
+def _from_frame(  # noqa: ANN201
+    distribution, df, features, tasks, global_batch_size, shuffle, seed, drop_remainder, fused  # noqa: ANN001
+):
     replicas = distribution.num_replicas_in_sync
     # Converted and checked once, not once per pipeline.
-    columns = column_tensors(df, features, tasks)
+    columns = column_tensors(df, features, tasks, fused=fused)
 
     def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
         local = replicas // context.num_input_pipelines
@@ -119,7 +125,9 @@ def _from_frame(distribution, df, features, tasks, global_batch_size, shuffle, s
     return distribution.distribute_datasets_from_function(pipeline, options=options)
 
 
-def _from_files(distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder):  # noqa: ANN001
+def _from_files(  # noqa: ANN201
+    distribution, files, features, tasks, global_batch_size, shuffle, seed, drop_remainder, fused  # noqa: ANN001
+):
     from tfmtl.distribute.tfrecord import read_tfrecords
 
     replicas = distribution.num_replicas_in_sync
@@ -135,7 +143,7 @@ def _from_files(distribution, files, features, tasks, global_batch_size, shuffle
         per_replica = context.get_per_replica_batch_size(global_batch_size) if drop_remainder else None
         batch_size = local * (per_replica or -(-global_batch_size // replicas))
         batches = dataset(read_tfrecords(own), features, tasks, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                          drop_remainder=drop_remainder)  # fmt: skip
+                          drop_remainder=drop_remainder, fused=fused)  # fmt: skip
         return _explicit_sharding(_replica_pieces(batches, 0, local, local).prefetch(tf.data.AUTOTUNE))
 
     return distribution.distribute_datasets_from_function(pipeline)

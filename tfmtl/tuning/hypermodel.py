@@ -115,7 +115,7 @@ class MultiTaskHyperModel(keras_tuner.HyperModel):
         training = self.recipe(hp)["training"]
         kwargs.setdefault("epochs", training["epochs"])
         train_ds = dataset(x, model.feature_spec, model.tasks, batch_size=training["batch_size"], shuffle=True,
-                           seed=training["seed"])  # fmt: skip
+                           seed=training["seed"], fused=model.fused_embeddings)  # fmt: skip
         model.fit(train_ds, **kwargs)
         metrics = evaluate_tasks(model, validation_data, batch_size=max(training["batch_size"], 8192))
         return self.objective.report(metrics)

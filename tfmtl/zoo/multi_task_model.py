@@ -178,6 +178,12 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         """
         missing = [name for name in self.feature_spec.names if name not in inputs]
         if missing and not self.encoder.is_preprocessed(inputs):
+            fused = self.fused_embeddings
+            if FeatureEncoder(self.feature_spec, fused=not fused).is_preprocessed(inputs):
+                raise InputError(
+                    f"model input: preprocessed for fused_embeddings={not fused}, but this model has "
+                    f"fused_embeddings={fused}: pass fused={fused} to tfmtl.data.dataset"
+                )
             raise InputError(f"model input is missing feature(s) {missing}")
         representations = self.task_representations(inputs, training=training)
         logits = ops.cast(self.tower_logits(representations, training=training), "float32")
