@@ -238,3 +238,20 @@ def test_gate_neural_unit_scales_within_its_range_and_trains():
     assert len(grads) == 4 and all(np.abs(g.numpy()).sum() > 0 for g in grads.values())
     with pytest.raises(ValueError, match="scale: expected > 0"):
         layers.GateNeuralUnit(8, 6, scale=0.0)
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda x: layers.MixtureOfExperts(2, 4, [8])(x, return_gate_weights=True), (10,)),
+        (lambda x: layers.CustomizedGateControl(2, 2, 2, [8], shared_output=True)(x, return_gate_weights=True), (10,)),
+        (lambda x: layers.AdaptiveInformationTransfer(3, [(0, 1), (1, 2)])(x, return_attention=True), (3, 8)),
+        (lambda x: layers.TaskAttentionFusion(2, 2)(x, return_attention_scores=True), (6, 8)),
+    ],
+)
+def test_layers_that_also_return_weights_work_in_a_functional_model(make, shape):
+    inputs = keras.Input(shape)
+    outputs, weights = make(inputs)
+    model = keras.Model(inputs, [outputs, weights])
+    got = model.predict(np.ones((4, *shape), "float32"), verbose=0)
+    assert [tuple(g.shape) for g in got] == [(4, *outputs.shape[1:]), (4, *weights.shape[1:])]

@@ -150,6 +150,13 @@ class CustomizedGateControl(keras.layers.Layer):
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.num_tasks + int(self.shared_output), self.expert_units[-1])
 
+    def compute_output_spec(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
+        # In a functional model the output structure depends on return_gate_weights, which shapes alone do not say.
+        outputs = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        rows = self.num_tasks + int(self.shared_output)
+        weights = keras.KerasTensor((inputs.shape[0], rows, self.num_experts), dtype=self.compute_dtype)
+        return (outputs, weights) if return_gate_weights else outputs
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(

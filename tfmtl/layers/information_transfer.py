@@ -110,6 +110,12 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape)
 
+    def compute_output_spec(self, inputs: Any, training: bool | None = None, return_attention: bool = False) -> Any:
+        # In a functional model the output structure depends on return_attention, which shapes alone do not say.
+        outputs = keras.KerasTensor(tuple(inputs.shape), dtype=self.compute_dtype)
+        weights = keras.KerasTensor((inputs.shape[0], len(self.links), 2), dtype=self.compute_dtype)
+        return (outputs, weights) if return_attention else outputs
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(num_tasks=self.num_tasks, links=self.links, dropout=self.dropout)

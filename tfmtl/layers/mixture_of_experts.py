@@ -91,6 +91,12 @@ class MixtureOfExperts(keras.layers.Layer):
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.num_tasks, self.expert_units[-1])
 
+    def compute_output_spec(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
+        # In a functional model the output structure depends on return_gate_weights, which shapes alone do not say.
+        mixed = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        weights = keras.KerasTensor((inputs.shape[0], self.num_tasks, self.num_experts), dtype=self.compute_dtype)
+        return (mixed, weights) if return_gate_weights else mixed
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(

@@ -98,6 +98,14 @@ class TaskAttentionFusion(keras.layers.Layer):
     def compute_output_shape(self, tokens_shape: tuple) -> tuple:
         return (tokens_shape[0], self.num_tasks, tokens_shape[-1])
 
+    def compute_output_spec(
+        self, tokens: Any, token_mask: Any = None, training: bool | None = None, return_attention_scores: bool = False
+    ) -> Any:
+        # In a functional model the output structure depends on return_attention_scores, which shapes alone do not say.
+        outputs = keras.KerasTensor(self.compute_output_shape(tokens.shape), dtype=self.compute_dtype)
+        shape = (tokens.shape[0], self.num_heads, self.num_tasks, tokens.shape[1])
+        return (outputs, keras.KerasTensor(shape, dtype=self.compute_dtype)) if return_attention_scores else outputs
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(num_tasks=self.num_tasks, num_heads=self.num_heads, key_dim=self.key_dim, dropout=self.dropout)
