@@ -88,6 +88,7 @@ def test_config_round_trip():
     "kwargs, message",
     [
         ({"exclude": ["nope"]}, "exclude: column(s) ['nope'] are not in the data"),
+        ({"exclude": "label"}, "exclude: expected a list of column names, got the string 'label'"),
         ({"categorical": ["age"], "numeric": ["age"]}, "more than one of"),
     ],
 )

@@ -150,6 +150,9 @@ class FeatureSpec:
             raise InputError("df: the training DataFrame is empty")
         if df.columns.has_duplicates:
             raise InputError(f"df: duplicate column names {sorted(set(df.columns[df.columns.duplicated()]))}")
+        for arg, names in (("exclude", exclude), ("categorical", categorical), ("numeric", numeric), ("lists", lists)):
+            if isinstance(names, str):  # a set of its characters otherwise
+                raise InputError(f"{arg}: expected a list of column names, got the string {names!r}")
         exclude, categorical, numeric, lists = (set(x) for x in (exclude, categorical, numeric, lists))
         for arg, names in (("exclude", exclude), ("categorical", categorical), ("numeric", numeric), ("lists", lists)):
             unknown = sorted(names - set(df.columns))
