@@ -152,3 +152,18 @@ def test_console_script_runs_as_a_process(files, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"tfmtl train: error: --model: unknown model 'nope', expected one of {', '.join(MODELS)}"
     )
+
+
+def test_a_task_without_labels_in_the_test_set_reports_no_value(census, census_spec, census_tasks):
+    import tfmtl
+    from tfmtl.cli.train import evaluate_tasks
+    from tfmtl.tasks.report import format_table
+
+    model = tfmtl.zoo.SharedBottom(census_spec, census_tasks, bottom_units=[4], tower_units=[2])
+    model.compile()
+    test = census[1].head(200).assign(marital=np.nan)
+    metrics = evaluate_tasks(model, test, batch_size=200)
+    assert set(metrics["marital"]) >= {"auc", "logloss"} and set(metrics["marital"].values()) == {None}
+    assert all(value is not None for value in metrics["income"].values())
+    row = format_table(metrics).splitlines()[-1].split()
+    assert row[0] == "marital" and set(row[1:]) == {"-"}

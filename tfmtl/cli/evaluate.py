@@ -43,7 +43,7 @@ def run_evaluation(
         test = read_table(test_data)
         source = test_data
     try:
-        model_arrays(test.head(1), model.feature_spec, model.tasks)
+        model_arrays(test, model.feature_spec, model.tasks)  # every row, with its error named
     except InputError as error:
         raise InputError(f"test data {source!r}: {error}") from None
     results = evaluate_tasks(model, test, batch_size)

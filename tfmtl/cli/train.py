@@ -115,7 +115,12 @@ def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_si
         return_dict=True,
         verbose=0,
     )
-    return per_task_metrics(model.tasks, scores)
+    metrics = per_task_metrics(model.tasks, scores)
+    for task in model.tasks:
+        if test[task.label].notna().sum() == 0:
+            # Keras' metrics read 0 with nothing to count, which looks like a perfect log loss.
+            metrics[task.name] = {name: None for name in metrics[task.name]}
+    return metrics
 
 
 def run_training(

@@ -26,12 +26,12 @@ def per_task_metrics(tasks: Sequence[Task], logs: Mapping[str, float]) -> dict[s
     return grouped
 
 
-def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
-    """Formats `{task: {metric: value}}` as an aligned text table, one row per task."""
+def format_table(metrics: Mapping[str, Mapping[str, float | None]]) -> str:
+    """Formats `{task: {metric: value}}` as an aligned text table, one row per task (`-`: no value)."""
     columns = sorted({name for values in metrics.values() for name in values})
     width = max([4, *(len(task) for task in metrics)])
     lines = [f"{'task':<{width}}  " + "  ".join(f"{c:>8}" for c in columns)]
     for task, values in metrics.items():
-        cells = [f"{values[c]:>8.4f}" if c in values else f"{'-':>8}" for c in columns]
+        cells = [f"{values[c]:>8.4f}" if values.get(c) is not None else f"{'-':>8}" for c in columns]
         lines.append(f"{task:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)

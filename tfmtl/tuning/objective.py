@@ -106,13 +106,21 @@ class TaskObjective:
         sign = {"max": 1.0, "min": -1.0}
         mixed = len({DIRECTIONS[m] for _, m, _ in self.terms}) > 1
         total = sum(w for _, _, w in self.terms)
+        unmeasured = sorted({task for task, metric, _ in self.terms if metrics[task][metric] is None})
+        if unmeasured:
+            raise InputError(f"objective: the validation rows have no labels of task(s) {unmeasured}")
         return sum(
             w * metrics[task][metric] * (sign[DIRECTIONS[metric]] if mixed else 1.0) for task, metric, w in self.terms
         ) / total
 
     def report(self, metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         """What a trial records: the objective and every task's validation metrics (`val_income_auc`, ...)."""
-        flat = {validation_key(task, name): float(v) for task, values in metrics.items() for name, v in values.items()}
+        flat = {
+            validation_key(task, name): float(v)
+            for task, values in metrics.items()
+            for name, v in values.items()
+            if v is not None
+        }
         return {NAME: float(self.value(metrics)), **flat}
 
     def front_metrics(self, tasks: Sequence[Task]) -> list[tuple[str, str, str]]:
