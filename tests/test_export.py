@@ -449,3 +449,19 @@ def test_every_named_output_of_call_is_exported_including_derived_ones(tiny, tmp
     described = json.loads((version / "assets.extra" / "tfmtl_signatures.json").read_text())["outputs"]
     assert described["income_x_marital"] == {"model_output": "income x marital", "kind": "derived",
                                              "dtype": "float32", "shape": [-1]}
+
+
+def test_an_export_never_replaces_a_version_that_appeared_while_it_wrote(tmp_path):
+    from pathlib import Path
+
+    from tfmtl.export.model_directory import write_version
+
+    def write_while_another_export_finishes(folder):
+        (tmp_path / "1").mkdir()
+        (tmp_path / "1" / "theirs").write_text("other export")
+        Path(folder).mkdir()
+        (Path(folder) / "mine").write_text("this export")
+
+    with pytest.raises(tfmtl.InputError, match="version 1 appeared at .* during this export; nothing was replaced"):
+        write_version(tmp_path, None, write_while_another_export_finishes)
+    assert [p.name for p in tmp_path.iterdir()] == ["1"] and [p.name for p in (tmp_path / "1").iterdir()] == ["theirs"]

@@ -56,6 +56,9 @@ def write_version(
 
     def write_then_set_aside_old(folder: str) -> None:
         write(folder)
+        if target.exists() and not overwrite and any(target.iterdir()):
+            # Another export took this version while this one was writing: keep theirs.
+            raise InputError(f"version {version} appeared at {str(target)!r} during this export; nothing was replaced")
         if target.exists():
             # Moved aside, not deleted, until the new version has taken its name.
             aside = tempfile.mkdtemp(prefix=f".{version}.", suffix=".replaced", dir=base)
