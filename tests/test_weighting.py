@@ -83,6 +83,42 @@ def test_aligned_mtl_on_orthogonal_gradients():
     np.testing.assert_allclose(weights, [1 / 3, 1.0], atol=1e-5)
 
 
+def test_cagrad_finds_the_same_direction_at_any_gradient_scale():
+    # Loss scaling under mixed precision multiplies gradients by thousands; small losses divide them.
+    g = np.array([[3.0, -1.0, 2.0, 0.5, -4.0], [-2.0, 4.0, 1.0, -3.0, 1.0], [5.0, 2.0, -6.0, 1.0, 2.0]], np.float32)
+    weights = {scale: combine(CAGrad(c=0.5), (g * scale).tolist())[1] for scale in (1e-3, 1.0, 1e3)}
+    np.testing.assert_allclose(weights[1e-3], weights[1.0], atol=2e-3)
+    np.testing.assert_allclose(weights[1e3], weights[1.0], atol=2e-3)
+    combined = weights[1.0] @ g
+    assert min(g @ combined) > min(g @ g.mean(0))  # the worst-off task does better than under the average
+
+
+def test_aligned_mtl_keeps_its_scale_when_one_gradient_is_the_sum_of_the_others():
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(2, 50)).astype(np.float32) * 10
+    g = np.vstack([g, g[0] + g[1]])  # rank 2: the third eigenvalue is float32 rounding
+    combined, _ = combine(AlignedMTL(), g.tolist())
+    values, vectors = np.linalg.eigh((g @ g.T).astype(np.float64))
+    kept = values > values.max() * 3 * np.finfo(np.float32).eps  # the reference's cut-off
+    balance = np.sqrt(values[kept].min()) * (vectors[:, kept] / np.sqrt(values[kept])) @ vectors[:, kept].T
+    np.testing.assert_allclose(combined, balance.sum(0) @ g, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("rows", [[[1.0, 0.0], [0.0, 0.0]], [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]])
+def test_mgda_leaves_out_a_task_without_gradient(rows):
+    # A task with no labels in the batch has a zero gradient, which would be the min-norm point.
+    combined, weights = combine(MGDA(), rows)
+    assert weights[-1] == 0 and np.linalg.norm(combined) > 0.1
+
+
+def test_dwa_after_an_epoch_without_labels_weighs_tasks_equally():
+    dwa = DynamicWeightAverage()
+    dwa.build([Task("t1", "binary"), Task("t2", "binary")])
+    dwa.end_epoch({"t1_loss": 1.0, "t2_loss": 1.0})
+    dwa.end_epoch({"t1_loss": 0.5, "t2_loss": 0.0})  # t2 had no labelled example
+    np.testing.assert_allclose(dwa.task_weights().numpy(), [1.0, 1.0])
+
+
 def test_static_weights_equal_keras_loss_weights(census, census_spec, census_tasks):
     df = census[0].head(512)
     ours = tfmtl.zoo.MMoE(census_spec, census_tasks, num_experts=2, expert_units=[8], tower_units=[4])

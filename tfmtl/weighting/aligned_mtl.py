@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfmtl.weighting.base import TaskWeighting
@@ -32,7 +33,8 @@ class AlignedMTL(TaskWeighting):
     def combine_gradients(self, task_gradients: Any, task_losses: Any) -> tuple[Any, Any]:
         gram = tf.matmul(task_gradients, task_gradients, transpose_b=True)
         eigenvalues, eigenvectors = tf.linalg.eigh(tf.cast(gram, tf.float64))
-        tolerance = tf.reduce_max(eigenvalues) * gram.shape[0] * 1e-12
+        # The Gram matrix carries the gradients' rounding: smaller eigenvalues are noise of that size.
+        tolerance = tf.reduce_max(eigenvalues) * gram.shape[0] * np.finfo(task_gradients.dtype.as_numpy_dtype).eps
         kept = eigenvalues > tolerance
         smallest = tf.reduce_min(tf.where(kept, eigenvalues, tf.reduce_max(eigenvalues)))
         inverse_sqrt = tf.where(kept, tf.math.rsqrt(tf.where(kept, eigenvalues, 1.0)), 0.0)

@@ -44,18 +44,29 @@ class CAGrad(TaskWeighting):
     def combine_gradients(self, task_gradients: Any, task_losses: Any) -> tuple[Any, Any]:
         num_tasks = len(self.tasks)
         gram = tf.matmul(task_gradients, task_gradients, transpose_b=True)
+        # In units of the mean gradient norm, as the authors' solver: its fixed step size then suits
+        # gradients of any scale (loss scaling under mixed precision multiplies them by thousands).
+        gram = gram / (tf.reduce_mean(tf.sqrt(tf.linalg.diag_part(gram))) ** 2 + 1e-20)
         mean = tf.fill([num_tasks], 1.0 / num_tasks)
         radius = self.c * tf.sqrt(tf.reduce_mean(gram)) + 1e-8  # c |g0|, since |g0|^2 = mean(G G^T)
         gram_mean = tf.linalg.matvec(gram, mean)
+
+        def objective(logits: tf.Tensor) -> tf.Tensor:
+            w = tf.nn.softmax(logits)
+            spread = tf.sqrt(tf.tensordot(w, tf.linalg.matvec(gram, w), 1) + 1e-8)
+            return tf.tensordot(w, gram_mean, 1) + radius * spread
+
         logits = tf.zeros([num_tasks])
         velocity = tf.zeros([num_tasks])
+        # Momentum steps of 5 on the normalised problem: within a few % of the exact optimum in 20 steps,
+        # smoothly (the authors' 25 overshoots to a vertex unless the best iterate is kept, a discrete
+        # choice that replicas' rounding can flip).
         for _ in range(self.steps):
             with tf.GradientTape() as tape:
                 tape.watch(logits)
-                w = tf.nn.softmax(logits)
-                objective = tf.tensordot(w, gram_mean, 1) + radius * tf.sqrt(tf.tensordot(w, tf.linalg.matvec(gram, w), 1) + 1e-8)
-            velocity = 0.5 * velocity + tape.gradient(objective, logits)
-            logits = logits - 25.0 * velocity
+                value = objective(logits)
+            velocity = 0.5 * velocity + tape.gradient(value, logits)
+            logits = logits - 5.0 * velocity
         w = tf.nn.softmax(logits)
         norm_w = tf.sqrt(tf.tensordot(w, tf.linalg.matvec(gram, w), 1) + 1e-8)
         weights = (mean + radius / (norm_w + 1e-8) * w) / (1.0 + self.c**2)

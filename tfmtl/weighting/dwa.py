@@ -59,7 +59,7 @@ class DynamicWeightAverage(TaskWeighting):
 
     def task_weights(self) -> Any:
         before, last = self.epoch_losses[0], self.epoch_losses[1]
-        known = ops.all(before > 0)
+        known = ops.all(before > 0) & ops.all(last > 0)  # an epoch with no labels of a task gives no ratio
         ratios = last / ops.where(before > 0, before, 1.0)
         weights = len(self.tasks) * ops.softmax(ratios / self.temperature)
         return ops.where(known, weights, ops.ones_like(weights))

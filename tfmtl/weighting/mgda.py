@@ -14,17 +14,24 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
     """Simplex weights `w` minimising `|sum_t w_t g_t|^2` given the Gram matrix `G G^T`.
 
     Frank-Wolfe with exact line search, as in Sener & Koltun (Algorithm 2); with two
-    tasks the first step is already the closed-form optimum.
+    tasks the first step is already the closed-form optimum. Tasks whose gradient is
+    zero (no labels in the batch) take no part: their zero would be the min-norm point
+    and stop every update.
     """
     num_tasks = gram.shape[0]
+    active = tf.linalg.diag_part(gram) > 0
+    active = tf.logical_or(active, tf.logical_not(tf.reduce_any(active)))  # all zero: any weights do
     if num_tasks == 2:
         # Closed form: the min-norm point of the segment between the two gradients.
         g11, g12, g22 = gram[0, 0], gram[0, 1], gram[1, 1]
         alpha = tf.clip_by_value((g22 - g12) / tf.maximum(g11 - 2 * g12 + g22, 1e-20), 0.0, 1.0)
+        alpha = tf.where(active[1], tf.where(active[0], alpha, 0.0), 1.0)
         return tf.stack([alpha, 1.0 - alpha])
-    weights = tf.fill([num_tasks], 1.0 / num_tasks)
+    active_weights = tf.cast(active, gram.dtype)
+    weights = active_weights / tf.reduce_sum(active_weights)
     for _ in range(iterations):
-        d = tf.one_hot(tf.argmin(tf.linalg.matvec(gram, weights)), num_tasks) - weights
+        reach = tf.where(active, tf.linalg.matvec(gram, weights), tf.reduce_max(tf.abs(gram)) + 1.0)
+        d = tf.one_hot(tf.argmin(reach), num_tasks, dtype=gram.dtype) - weights
         # Exact line search: minimise |G^T (w + gamma d)|^2 over gamma in [0, 1].
         gd = tf.linalg.matvec(gram, d)
         gamma = tf.clip_by_value(-tf.tensordot(weights, gd, 1) / tf.maximum(tf.tensordot(d, gd, 1), 1e-20), 0.0, 1.0)
