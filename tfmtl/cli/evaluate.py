@@ -6,8 +6,8 @@ from pathlib import Path
 
 import keras
 
-from tfmtl.cli.train import MODEL_FILE, evaluate_tasks
-from tfmtl.data import model_arrays, read_table, write_json
+from tfmtl.cli.train import MODEL_FILE, evaluate_tasks, evaluation_batches
+from tfmtl.data import read_table, write_json
 from tfmtl.datasets import DATASETS
 from tfmtl.errors import InputError
 from tfmtl.tasks.report import format_table
@@ -43,10 +43,10 @@ def run_evaluation(
         test = read_table(test_data)
         source = test_data
     try:
-        model_arrays(test, model.feature_spec, model.tasks)  # every row, with its error named
+        batches = evaluation_batches(model, test, batch_size)  # every row, with its error named
     except InputError as error:
         raise InputError(f"test data {source!r}: {error}") from None
-    results = evaluate_tasks(model, test, batch_size)
+    results = evaluate_tasks(model, test, batch_size, batches)
     metrics = {"model_path": str(model_path), "test_data": source, "test_examples": len(test), "tasks": results}
     default = Path(model_path) / "evaluation.json" if Path(model_path).is_dir() else Path(model_path).with_suffix(".evaluation.json")
     path = write_json(Path(metrics_json) if metrics_json else default, metrics)

@@ -109,11 +109,17 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
         raise InputError(f"--model-arg: {name} rejected {args}: {first_line}") from None
 
 
-def evaluate_tasks(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> dict:
+def evaluation_batches(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> Any:
+    """`test` as `model`'s evaluation batches: every row converted and checked once."""
+    return dataset(test, model.feature_spec, model.tasks, batch_size=batch_size, fused=model.fused_embeddings)
+
+
+def evaluate_tasks(
+    model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int, batches: Any = None
+) -> dict:
+    """Per-task test metrics; `batches` are `evaluation_batches(model, test, ...)` when already made."""
     scores = model.evaluate(
-        dataset(test, model.feature_spec, model.tasks, batch_size=batch_size, fused=model.fused_embeddings),
-        return_dict=True,
-        verbose=0,
+        evaluation_batches(model, test, batch_size) if batches is None else batches, return_dict=True, verbose=0
     )
     metrics = per_task_metrics(model.tasks, scores)
     for task in model.tasks:
@@ -163,7 +169,7 @@ def run_training(
     train_ds = training_data(distribution, train, model, training["batch_size"], training["seed"])
     try:
         # Every test row, before training: a bad value there must not surface only after the fit.
-        tfmtl.data.model_arrays(test, features, tasks)
+        test_ds = evaluation_batches(model, test, max(training["batch_size"], 8192))
     except InputError as error:
         raise InputError(f"test data: {error}") from None
     print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "
@@ -177,7 +183,7 @@ def run_training(
         return {}
     # Across replicas Keras averages each replica's metric (an AUC of AUCs): test the saved model on one device.
     tested = model if distribution.num_replicas_in_sync == 1 else keras.saving.load_model(out_dir / MODEL_FILE)
-    results = evaluate_tasks(tested, test, batch_size=max(training["batch_size"], 8192))
+    results = evaluate_tasks(tested, test, batch_size=max(training["batch_size"], 8192), batches=test_ds)
     metrics = {
         "model": config["model"],
         "dataset": data_name,
