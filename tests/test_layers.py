@@ -124,6 +124,19 @@ def test_parallel_dense_equals_independent_dense_layers():
     np.testing.assert_allclose(out[:, 1], np.maximum(per_member[:, 1] @ kernel[1] + bias[1], 0), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["softmax", "gelu", lambda x: x / keras.ops.sum(x, -1, keepdims=True)])
+def test_parallel_dense_activation_applies_to_each_member_alone(activation):
+    # The shared-input path runs elementwise activations on all members' units at once;
+    # one that normalises along the units must still see each member apart.
+    layer = layers.ParallelDense(parallel=3, units=4, activation=activation)
+    x = np.random.default_rng(0).uniform(1, 2, size=(6, 5)).astype("float32")
+    out = keras.ops.convert_to_numpy(layer(x))
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+    for p in range(3):
+        expected = keras.ops.convert_to_numpy(layer.activation(x @ kernel[p] + bias[p]))
+        np.testing.assert_allclose(out[:, p], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_parallel_dense_members_start_different():
     layer = layers.ParallelDense(parallel=4, units=8)
     layer.build((None, 6))

@@ -6,7 +6,15 @@ import copy
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+# Activations that act on each value alone, so they may run before the members' axis is split
+# off (where TensorFlow fuses them into the matmul); others (softmax, custom ones) run after.
+_ELEMENTWISE = tuple(
+    getattr(keras.activations, name)
+    for name in ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "sigmoid", "tanh", "softplus")
+)
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
@@ -81,14 +89,26 @@ class ParallelDense(keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         if len(inputs.shape) == 2:
-            # One GEMM against all members' kernels: cheaper than the einsum's broadcast.
-            outputs = ops.tensordot(inputs, self.kernel, axes=[[1], [1]])
-        else:
-            # Members first for a batched matmul: faster than the equivalent einsum.
-            outputs = ops.transpose(ops.matmul(ops.transpose(inputs, (1, 0, 2)), self.kernel), (1, 0, 2))
+            return self._call_shared_input(inputs)
+        # Members first for a batched matmul: faster than the equivalent einsum.
+        outputs = ops.transpose(ops.matmul(ops.transpose(inputs, (1, 0, 2)), self.kernel), (1, 0, 2))
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
+
+    def _call_shared_input(self, inputs: Any) -> Any:
+        """One GEMM against all members' kernels side by side, as a plain dense layer of `parallel * units`.
+
+        In that 2-D form TensorFlow fuses the matmul, `bias_add` and an elementwise
+        activation into one kernel (and the bias gradient into one reduction).
+        """
+        width = self.parallel * self.units
+        outputs = ops.matmul(inputs, ops.reshape(ops.transpose(self.kernel, (1, 0, 2)), (-1, width)))
+        if self.bias is not None:
+            outputs = tf.nn.bias_add(outputs, ops.reshape(self.bias, (width,)))
+        if self.activation in _ELEMENTWISE:
+            return ops.reshape(self.activation(outputs), (-1, self.parallel, self.units))
+        return self.activation(ops.reshape(outputs, (-1, self.parallel, self.units)))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.parallel, self.units)
