@@ -67,6 +67,26 @@ def test_field_embedding_same_value_in_two_features_gets_two_rows():
     assert not np.allclose(out[0, 0], out[0, 1])
 
 
+def test_field_embedding_reads_number_codes_sent_as_any_text_as_their_category():
+    # Serving sends raw text: "4", " 4" and "4.0" must all be the category "4.0" of a number-coded feature,
+    # as `categorical_values` makes them for a DataFrame; an unseen number or text is out of vocabulary.
+    zone = CategoricalFeature("zone", ("4.0", "2.0", "", "x"), 4, numbers=True)
+    plain = CategoricalFeature("room", ("4.0", "2.0"), 4)
+    layer = layers.FieldEmbedding([zone, plain])
+    sent = tf.constant(["4", " 4", "4.0", "+4e0", "2", "", "x", "5", "nan"])
+    ids = layer.lookup_ids({"zone": sent, "room": sent}).numpy()
+    reference = layer.lookup_ids({"zone": tf.constant(["4.0"] * 3 + ["4.0", "2.0", "", "x", "?", "?"]), "room": sent})
+    np.testing.assert_array_equal(ids[:, 0], reference.numpy()[:, 0])
+    assert ids[0, 1] != ids[2, 1]  # a feature without `numbers` keeps text as it is: "4" is not "4.0"
+
+
+def test_field_embedding_hashes_each_number_code_one_way_whatever_its_spelling():
+    ids = layers.FieldEmbedding([HashedFeature("user", 1000, 4, numbers=True)]).lookup_ids
+    spelled = ids({"user": tf.constant(["12345", "12345.0", " 12345 ", "1.2345e4", "0.5", ".50", "abc"])}).numpy()[:, 0]
+    assert len(set(spelled[:4])) == 1 and spelled[4] == spelled[5]
+    assert len({spelled[0], spelled[4], spelled[6]}) == 3
+
+
 def test_field_embedding_rejects_mixed_dims():
     with pytest.raises(ValueError, match="one embedding_dim"):
         layers.FieldEmbedding([CITY, CategoricalFeature("x", ("a",), 8)])

@@ -62,7 +62,8 @@ def categorical_values(series: pd.Series, dtype: str, numbers: bool = False) -> 
     text = _missing_to_empty(series).astype(str)
     if numbers:
         parsed = pd.to_numeric(series, errors="coerce")  # text that is not a number stays as it is
-        text = text.where(parsed.isna(), parsed.astype("float64").astype(str))
+        # + 0.0: "-0" is the category "0.0", as the serving graph reads it.
+        text = text.where(parsed.isna(), (parsed.astype("float64") + 0.0).astype(str))
     return text.to_numpy(dtype=object)
 
 

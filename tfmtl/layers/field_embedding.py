@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +24,8 @@ from tfmtl.features.feature import (
 # features are different rows; "<field position><_OOV_MARK>" is that field's OOV row.
 _FIELD_MARK = "\x1f"
 _OOV_MARK = "\x1e"
+# A decimal number as text: what `tf.strings.to_number` and pandas both read as one.
+_NUMBER = r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*"
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
@@ -137,7 +141,7 @@ class FieldEmbedding(keras.layers.Layer):
 
     def _stacked_keys(self, inputs: Mapping[str, tf.Tensor], features: list[Feature], prefixes: list[str]) -> tf.Tensor:
         columns = []
-        strings = [tf.reshape(inputs[f.name], [-1]) for f in features if f.dtype != INT64]
+        strings = [self._string_values(inputs[f.name], f) for f in features if f.dtype != INT64]
         if strings:
             columns.append(tf.stack(strings, axis=1))
         integers = [tf.reshape(tf.cast(inputs[f.name], tf.int64), [-1]) for f in features if f.dtype == INT64]
@@ -145,6 +149,26 @@ class FieldEmbedding(keras.layers.Layer):
             columns.append(tf.strings.as_string(tf.stack(integers, axis=1)))
         values = columns[0] if len(columns) == 1 else tf.concat(columns, axis=1)
         return tf.add(tf.constant(prefixes), values)
+
+    def _string_values(self, values: tf.Tensor, feature: Feature) -> tf.Tensor:
+        """A string feature's values, `(batch,)`; numbers written as `categorical_values` writes them.
+
+        A feature whose categories were numbers (`numbers=True`) must find `"4"`, `" 4"`
+        and `"4.0"` under its category `"4.0"` here too, where serving sends raw text.
+        """
+        values = tf.reshape(values, [-1])
+        if not feature.numbers:
+            return values
+        is_number = tf.strings.regex_full_match(values, _NUMBER)
+        x = tf.strings.to_number(tf.where(is_number, tf.strings.strip(values), "0"), tf.float64) + 0.0
+        if isinstance(feature, CategoricalFeature):
+            return _vocabulary_number_text(values, is_number, x, feature.vocabulary)
+        # Hashed: no vocabulary to match, so one spelling per number, "4.0" for whole numbers as
+        # in training data, 17 significant digits (enough for any float64) for the others.
+        whole = is_number & (tf.abs(x) < 1e15) & tf.equal(x, tf.round(x))
+        whole_text = tf.strings.as_string(tf.cast(tf.where(whole, x, 0.0), tf.int64)) + ".0"
+        other_text = tf.strings.as_string(x, precision=16, scientific=True)
+        return tf.where(whole, whole_text, tf.where(is_number, other_text, values))
 
     @property
     def ids_key(self) -> str:
@@ -216,3 +240,19 @@ class FieldEmbedding(keras.layers.Layer):
             embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
         )
         return config
+
+
+def _vocabulary_number_text(values: tf.Tensor, is_number: tf.Tensor, x: tf.Tensor, vocabulary: Sequence[str]) -> tf.Tensor:
+    """`values` with each number replaced by the vocabulary entry of the same number, if there is one.
+
+    Vocabulary entries of a number-coded feature are Python's `str(float)`; matching
+    the parsed number against them, rather than formatting it in the graph, is exact.
+    """
+    numbers = sorted((float(v), v) for v in vocabulary if re.fullmatch(_NUMBER, v) and math.isfinite(float(v)))
+    if not numbers:
+        return values
+    keys = tf.constant([key for key, _ in numbers], tf.float64)
+    texts = tf.constant([text for _, text in numbers])
+    at = tf.minimum(tf.searchsorted(keys, x), len(numbers) - 1)
+    found = is_number & tf.equal(tf.gather(keys, at), x)
+    return tf.where(found, tf.gather(texts, at), values)
