@@ -153,6 +153,53 @@ def test_uncertainty_weighting_trains_and_reloads(census, census_spec, census_ta
     np.testing.assert_array_equal(loaded.weighting.log_variance.numpy(), log_variance)
 
 
+RANDOM_RESUMES = {
+    "random weights": ({"weighting": "rlw"}, {}),
+    "pcgrad order": ({"weighting": "pcgrad"}, {}),
+    "noisy gate and dropout": ({}, {"gate": {"name": "noisy_top_k", "k": 1, "seed": 3}, "dropout": 0.3}),
+}
+
+
+@pytest.mark.parametrize("case", RANDOM_RESUMES)
+def test_training_resumed_from_a_file_draws_the_randomness_it_would_have(case, census, census_tasks, tmp_path):
+    # Keras saves no random state; the model saves its layers' and its strategy's, so a resumed run is exact.
+    # Three tasks: PCGrad's random order only matters from three on.
+    compiled, structure = RANDOM_RESUMES[case]
+    df = census[0].head(512)
+    tasks = census_tasks + [Task("weeks", "regression", label="weeks_worked")]
+    census_spec = tfmtl.FeatureSpec.infer(df, exclude=[task.label for task in tasks])
+
+    def trained(epochs, model=None):
+        if model is None:
+            keras.utils.set_random_seed(0)
+            model = MMoE(census_spec, tasks, num_experts=3, expert_units=[8], tower_units=[4], **structure)
+            model.compile(optimizer=keras.optimizers.Adam(0.01), **compiled)
+        model.fit(dataset(df, census_spec, tasks, batch_size=128), epochs=epochs, verbose=0)
+        return model
+
+    trained(1).save(tmp_path / "m.keras")
+    resumed = trained(1, keras.saving.load_model(tmp_path / "m.keras"))
+    for a, b in zip(trained(2).get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_mixed_float16_model_reloads_its_loss_scale(census, census_spec, census_tasks, tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = SharedBottom(census_spec, census_tasks, bottom_units=[8], tower_units=[4])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.fit(dataset(census[0].head(256), census_spec, census_tasks, batch_size=128), epochs=1, verbose=0)
+        model.save(tmp_path / "m.keras")
+        loaded = keras.saving.load_model(tmp_path / "m.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    state = {v.path: keras.ops.convert_to_numpy(v) for v in model.optimizer.variables}
+    assert {v.path: keras.ops.convert_to_numpy(v) for v in loaded.optimizer.variables}.keys() == state.keys()
+    for variable in loaded.optimizer.variables:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), state[variable.path])
+    assert state["loss_scale_optimizer/step_counter"] == 2
+
+
 def test_multiclass_and_regression_tasks(census, census_spec):
     df = census[0].head(1500)
     tasks = [

@@ -36,6 +36,11 @@ class PCGrad(TaskWeighting):
         self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed)
 
+    @property
+    def variables(self) -> list[keras.Variable]:
+        # The random state, saved with the model so that resumed training draws what it would have.
+        return [self._seed_generator.state]
+
     def combine_gradients(self, task_gradients: Any, task_losses: Any) -> tuple[Any, Any]:
         num_tasks = len(self.tasks)
         projected = []

@@ -289,9 +289,9 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
     def compile_from_config(self, config: Mapping[str, Any]) -> None:
         config = {k: keras.saving.deserialize_keras_object(v) for k, v in config.items()}
+        # `compile` has built the optimizer: a second build would give a LossScaleOptimizer
+        # a second set of its own variables, which loading then skips.
         self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trained_variables)
 
     @property
     def trained_variables(self) -> list:
@@ -557,6 +557,8 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         variables = self.weighting.variables if self.weighting is not None else []
         for i, variable in enumerate(variables):
             store[f"{offset + i}"] = variable
+        for i, state in enumerate(self._random_states()):
+            store[f"random_state_{i}"] = state
 
     def load_own_variables(self, store: Any) -> None:
         own = self._trainable_variables + self._non_trainable_variables
@@ -567,6 +569,17 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             key = f"{len(own) + i}"
             if key in store:
                 variable.assign(store[key])
+        for i, state in enumerate(self._random_states()):
+            if f"random_state_{i}" in store:
+                state.assign(store[f"random_state_{i}"])
+
+    def _random_states(self) -> list:
+        """The state of every layer's random draws (noisy gates, dropout), which Keras does not save.
+
+        Saved with the model, so that training resumed from a file or a backup draws
+        the noise it would have drawn without the break.
+        """
+        return [generator.state for layer in self._flatten_layers() for generator in layer._seed_generators]
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
