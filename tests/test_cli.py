@@ -62,6 +62,21 @@ def test_train_then_evaluate(model, files, tmp_path, capsys):
     assert rerun["training"]["seed"] == 1 and rerun["model"] == model
 
 
+def test_the_written_recipe_finds_data_given_by_relative_paths(files, tmp_path, capsys, monkeypatch):
+    # Paths typed on the command line are relative to where train ran, not to the recipe file.
+    monkeypatch.chdir(files.parent)
+    out = tmp_path / "run"
+    code, _, stderr = run(
+        capsys, "train", "--train-data", f"{files.name}/train.csv.gz", "--test-data", f"{files.name}/test.parquet",
+        "--task", "income:binary", "--epochs", "1", "--model-arg", "num_experts=2", "--model-arg", "expert_units=[8]",
+        "--out", str(out), "--verbose", "0",
+    )  # fmt: skip
+    assert code == 0, stderr
+    monkeypatch.chdir(tmp_path)
+    rerun = resolve(load_recipe(out / "recipe.json"), {})
+    assert Path(rerun["train_data"]) == files / "train.csv.gz" and Path(rerun["test_data"]) == files / "test.parquet"
+
+
 def test_regression_and_multiclass_from_the_command_line(files, tmp_path, capsys):
     code, _, stderr = run(
         capsys, "train", "--train-data", str(files / "train.csv.gz"), "--task", "weeks:regression:weeks_worked",

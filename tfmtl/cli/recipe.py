@@ -77,10 +77,20 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if unknown_training:
         raise InputError(f"--recipe: unknown [training] key(s) {unknown_training}")
     # Relative data paths are relative to the recipe file.
-    for key in ("train_data", "test_data"):
-        if recipe.get(key) and not Path(recipe[key]).is_absolute():
-            recipe[key] = str((path.parent / recipe[key]).resolve())
+    for key in DATA_PATHS:
+        if recipe.get(key):
+            recipe[key] = absolute_data_path(recipe[key], path.parent)
     return recipe
+
+
+DATA_PATHS = ("train_data", "test_data")
+
+
+def absolute_data_path(value: str, base: Path) -> str:
+    """A local data path made absolute from `base`; absolute paths and URLs (`gs://...`) as they are."""
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return str((base / value).resolve())
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pandas as pd
 import tfmtl
 from tfmtl.data import dataset, read_table, write_atomically, write_json
 from tfmtl.data.files import make_folder
+from tfmtl.cli.recipe import DATA_PATHS, absolute_data_path
 from tfmtl.cli.scale_out import ScaleOut, training_data
 from tfmtl.datasets import DATASETS, DEFAULT_TASKS
 from tfmtl.distribute.tfrecord import read_tfrecords
@@ -201,7 +202,9 @@ def run_training(
         ),
         **scale_out.describe_run(),
     }
-    write_json(out_dir / "recipe.json", config)
+    # Data paths as typed are relative to where train ran; the recipe file reads them relative to itself.
+    rerun = {**config, **{key: absolute_data_path(config[key], Path.cwd()) for key in DATA_PATHS if config.get(key)}}
+    write_json(out_dir / "recipe.json", rerun)
     metrics_path = Path(metrics_json) if metrics_json else out_dir / "metrics.json"
     write_json(metrics_path, metrics)
     print(format_table(results))
