@@ -20,7 +20,7 @@ from tfmtl.datasets import DATASETS, DEFAULT_TASKS
 from tfmtl.distribute.tfrecord import read_tfrecords
 from tfmtl.errors import InputError
 from tfmtl.features import FeatureSpec
-from tfmtl.tasks import Task
+from tfmtl.tasks import Task, check_tasks
 from tfmtl.tasks.report import format_table, per_task_metrics
 from tfmtl.zoo import MODELS
 
@@ -102,6 +102,7 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
     unknown = sorted(set(args) - accepted - {"self", "kwargs", "features", "tasks"})
     if unknown:
         raise InputError(f"--model-arg: {name} has no argument(s) {unknown}")
+    check_tasks(tasks)  # a task's own error, not one of the model arguments
     try:
         return cls(features, tasks, **args)
     except (TypeError, ValueError) as error:

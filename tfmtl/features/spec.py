@@ -35,9 +35,9 @@ class FeatureSpec:
 
     ```python
     import pandas as pd
-    df = pd.DataFrame({"age": [25, 40, 31], "city": ["Oslo", "Rome", "Oslo"]})
+    df = pd.DataFrame({"age": [25.0, 40.5, 31.0], "city": ["Oslo", "Rome", "Oslo"], "floor": [1, 3, 1]})
     spec = FeatureSpec.infer(df)
-    print(spec)   # FeatureSpec(age: numeric, city: categorical[2])
+    print(spec)   # FeatureSpec(age: numeric, city: categorical[2], floor: categorical[2])
     ```
     """
 

@@ -43,12 +43,12 @@ class MultiTaskHyperModel(keras_tuner.HyperModel):
 
     ```python
     import keras_tuner, tfmtl
-    from tfmtl.tuning import MultiTaskHyperModel, SearchSpace
+    from tfmtl.tuning import MultiTaskHyperModel, SearchSpace, shipped_space
     train, test = tfmtl.datasets.census_income()
     valid = train.sample(frac=0.2, random_state=0)
     train = train.drop(index=valid.index)
     recipe = {"tasks": [{"name": "income", "kind": "binary"}, {"name": "marital", "kind": "binary"}]}
-    hypermodel = MultiTaskHyperModel(SearchSpace.load("tuning/census-income.toml"), train, recipe)
+    hypermodel = MultiTaskHyperModel(SearchSpace.load(shipped_space("census-income")), train, recipe)
     tuner = keras_tuner.RandomSearch(hypermodel, objective=hypermodel.objective.keras_objective, max_trials=10)
     tuner.search(train, validation_data=valid, epochs=1)
     best = hypermodel.recipe(tuner.get_best_hyperparameters()[0])   # a recipe for `tfmtl train --recipe`
