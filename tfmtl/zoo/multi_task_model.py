@@ -579,7 +579,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         Saved with the model, so that training resumed from a file or a backup draws
         the noise it would have drawn without the break.
         """
-        return [generator.state for layer in self._flatten_layers() for generator in layer._seed_generators]
+        return [g.state for layer in self._flatten_layers() for g in getattr(layer, "_seed_generators", [])]
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
