@@ -64,6 +64,7 @@ def census_income(path: str | os.PathLike | None = None) -> tuple[pd.DataFrame, 
     Example:
 
     ```python
+    from tfmtl import FeatureSpec
     train, test = census_income()
     features = FeatureSpec.infer(train, exclude=["income", "marital"])
     ```
