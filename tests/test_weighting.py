@@ -66,6 +66,21 @@ def test_mgda_frank_wolfe_matches_a_grid_search_for_three_tasks():
     assert weights.min() >= -1e-6 and abs(weights.sum() - 1) < 1e-5
 
 
+def test_mgda_weights_are_the_exact_min_norm_point_for_several_tasks():
+    # Optimality on the simplex: every task's g_i.d is at least |d|^2, with equality for the tasks it weights.
+    rng = np.random.default_rng(2)
+    for num_tasks in (3, 4, 6, 3, 4, 6):
+        g = rng.normal(size=(num_tasks, 20))
+        g[1] -= 0.9 * g[0] * rng.uniform(0, 3)  # conflicting tasks
+        g *= rng.uniform(0.1, 10, size=(num_tasks, 1))
+        weights = min_norm_weights(tf.constant(g @ g.T, tf.float32)).numpy().astype(np.float64)
+        d = weights @ g
+        reach, norm = g @ d, d @ d
+        assert weights.min() >= 0 and abs(weights.sum() - 1) < 1e-5
+        assert reach.min() >= norm - 1e-4 * (g * g).sum(1).max(), (reach, norm)
+        np.testing.assert_allclose(reach[weights > 1e-4], norm, rtol=1e-3, atol=1e-4 * (g * g).sum(1).max())
+
+
 def test_cagrad_with_c_zero_is_the_average_gradient():
     g = [[1.0, -2.0, 0.5], [-3.0, 1.0, 2.0]]
     combined, _ = combine(CAGrad(c=0.0), g)

@@ -5,30 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfmtl.weighting.base import TaskWeighting
 
 
+# Up to this many tasks the min-norm problem is solved exactly, over every support of the weights
+# (2^tasks - 1 small linear systems in one batch); beyond, by Frank-Wolfe.
+EXACT_MAX_TASKS = 10
+
+
 def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
     """Simplex weights `w` minimising `|sum_t w_t g_t|^2` given the Gram matrix `G G^T`.
 
-    Frank-Wolfe with exact line search, as in Sener & Koltun (Algorithm 2); with two
-    tasks the first step is already the closed-form optimum. Tasks whose gradient is
-    zero (no labels in the batch) take no part: their zero would be the min-norm point
-    and stop every update.
+    Exact for up to `EXACT_MAX_TASKS` tasks: the optimum solves `G_S w_S = lambda 1`
+    on its support `S`, so the best feasible solution over all supports is it.
+    (Frank-Wolfe, Sener & Koltun's Algorithm 2, stopped after 50 steps ended up to
+    13 % above the minimum norm with 3 to 6 tasks, enough to raise some task's loss.)
+    For more tasks, `iterations` Frank-Wolfe steps with exact line search. Tasks
+    whose gradient is zero (no labels in the batch) take no part: their zero would
+    be the min-norm point and stop every update.
     """
     num_tasks = gram.shape[0]
     active = tf.linalg.diag_part(gram) > 0
     active = tf.logical_or(active, tf.logical_not(tf.reduce_any(active)))  # all zero: any weights do
-    if num_tasks == 2:
-        # Closed form: the min-norm point of the segment between the two gradients.
-        g11, g12, g22 = gram[0, 0], gram[0, 1], gram[1, 1]
-        alpha = tf.clip_by_value((g22 - g12) / tf.maximum(g11 - 2 * g12 + g22, 1e-20), 0.0, 1.0)
-        alpha = tf.where(active[1], tf.where(active[0], alpha, 0.0), 1.0)
-        return tf.stack([alpha, 1.0 - alpha])
     active_weights = tf.cast(active, gram.dtype)
-    weights = active_weights / tf.reduce_sum(active_weights)
+    uniform = active_weights / tf.reduce_sum(active_weights)
+    if num_tasks <= EXACT_MAX_TASKS:
+        return _exact_min_norm_weights(gram, active, uniform)
+    weights = uniform
     for _ in range(iterations):
         reach = tf.where(active, tf.linalg.matvec(gram, weights), tf.reduce_max(tf.abs(gram)) + 1.0)
         d = tf.one_hot(tf.argmin(reach), num_tasks, dtype=gram.dtype) - weights
@@ -37,6 +43,31 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
         gamma = tf.clip_by_value(-tf.tensordot(weights, gd, 1) / tf.maximum(tf.tensordot(d, gd, 1), 1e-20), 0.0, 1.0)
         weights = weights + gamma * d
     return weights
+
+
+def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+    """The min-norm simplex weights, from the stationary point of every support that lies in `active`."""
+    num_tasks = gram.shape[0]
+    supports = np.array([[(s >> t) & 1 for t in range(num_tasks)] for s in range(1, 2**num_tasks)], np.float64)
+    masks = tf.constant(supports)  # (supports, tasks)
+    # In units of the largest squared gradient norm, so that the identity padding below has the same scale.
+    g = tf.cast(gram, tf.float64)
+    g = g / tf.maximum(tf.reduce_max(tf.linalg.diag_part(g)), 1e-300)
+    # G restricted to each support, the identity elsewhere: its pseudo-inverse solves G_S u = 1 on S, u = 0 off S.
+    restricted = g * masks[:, :, None] * masks[:, None, :] + tf.linalg.diag(1.0 - masks)
+    u = tf.linalg.matvec(tf.linalg.pinv(restricted, rcond=1e-7), masks)
+    total = tf.reduce_sum(u, axis=1, keepdims=True)
+    weights = u / tf.where(total > 0, total, 1.0)
+    norms = tf.einsum("kt,ts,ks->k", weights, g, weights)
+    feasible = (
+        (total[:, 0] > 0)
+        & tf.reduce_all(weights >= -1e-9, axis=1)
+        & tf.reduce_all(tf.logical_or(supports == 0, active[None, :]), axis=1)
+    )
+    best = tf.argmin(tf.where(feasible, norms, np.inf))
+    weights = tf.maximum(tf.gather(weights, best), 0.0)
+    weights = tf.cast(weights / tf.reduce_sum(weights), gram.dtype)
+    return tf.where(tf.reduce_any(feasible), weights, uniform)
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
