@@ -132,7 +132,8 @@ def test_bad_input_gives_one_line_errors(files, tmp_path, capsys):
             capsys, "train", "--train-data", train, "--task", "income:binary", "--model-arg", model_arg, *common
         )
     unknown_parent = error_of(
-        capsys, "train", "--train-data", train, "--task", "income:binary", "--task", "c:binary:marital:parent=nosuch", *common
+        capsys, "train", "--train-data", train, "--task", "income:binary",
+        "--task", "c:binary:marital:parent=nosuch", *common,
     )  # fmt: skip
     assert unknown_parent.startswith("tfmtl train: error: task 'c': parent 'nosuch' is not one of"), unknown_parent
     assert "--seed: expected an integer from 0 to 2**32 - 1, got -1" in error_of(

@@ -234,3 +234,30 @@ def test_task_towers_scale_each_layers_input():
     assert np.allclose(out[:, 0], out[0, 0]) and not np.allclose(out[:, 1], out[0, 1])
     with pytest.raises(ValueError, match=r"scales: expected one per layer \(3\), got 2"):
         towers(x, scales=ones[:2])
+
+
+AUXILIARY_LOSS_LAYERS = {
+    "noisy_top_k": (lambda: layers.NoisyTopKGate(2, 4, k=2), 5),
+    "dselect_k": (lambda: layers.DSelectKGate(2, 4, k=2), 5),
+    "calibrator": (lambda: layers.ExpectationCalibrator([(0, 1)]), 2),
+}
+
+
+@pytest.mark.parametrize("name", AUXILIARY_LOSS_LAYERS)
+def test_layers_with_auxiliary_losses_train_in_a_plain_keras_model_under_bf16(name):
+    # Keras adds a layer's losses to the float32 loss: a bf16 auxiliary loss made fit fail.
+    make, width = AUXILIARY_LOSS_LAYERS[name]
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((width,))
+        model = keras.Model(inputs, make()(inputs))
+        model.compile("adam", "mse")
+        x = np.random.default_rng(0).uniform(size=(8, width)).astype("float32")
+        history = model.fit(x, np.zeros((8, *model.output.shape[1:]), "float32"), verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history["loss"][0])
+
+
+def test_field_tokens_of_numbers_alone():
+    assert layers.FieldTokens(8)([], np.ones((4, 5), "float32")).shape == (4, 5, 8)

@@ -109,6 +109,8 @@ class DSelectKGate(keras.layers.Layer):
         mixing = ops.softmax(self.selector_logits(inputs), axis=-1)  # (batch, gates, k)
         weights = ops.einsum("bgk,bgke->bge", mixing, selectors)
         if training and self.entropy_weight:
+            # In float32 under mixed precision: Keras adds auxiliary losses to the float32 loss.
+            selectors = ops.cast(selectors, "float32")
             entropy = -ops.sum(selectors * ops.log(selectors + _EPSILON), axis=-1)
             self.add_loss(self.entropy_weight * ops.mean(ops.sum(entropy, axis=(1, 2))))
         return weights

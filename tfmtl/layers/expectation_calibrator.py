@@ -48,7 +48,8 @@ class ExpectationCalibrator(keras.layers.Layer):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if training and self.weight and self.links:
-            probabilities = ops.sigmoid(inputs)
+            # In float32 under mixed precision: Keras adds auxiliary losses to the float32 loss.
+            probabilities = ops.sigmoid(ops.cast(inputs, "float32"))
             parents = ops.take(probabilities, [parent for parent, _ in self.links], axis=1)
             children = ops.take(probabilities, [child for _, child in self.links], axis=1)
             excess = ops.mean(ops.relu(children - parents), axis=0)

@@ -32,7 +32,8 @@ class FeatureEncoder(keras.layers.Layer):
         inputs: dict from feature name to a batch of raw values, shape `(batch,)`.
 
     Returns:
-        A float32 tensor of shape `(batch, output_dim)`.
+        A tensor of shape `(batch, output_dim)` in the compute dtype (float32 unless under mixed
+        precision).
 
     Example:
 

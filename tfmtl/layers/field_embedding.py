@@ -242,7 +242,9 @@ class FieldEmbedding(keras.layers.Layer):
         return config
 
 
-def _vocabulary_number_text(values: tf.Tensor, is_number: tf.Tensor, x: tf.Tensor, vocabulary: Sequence[str]) -> tf.Tensor:
+def _vocabulary_number_text(
+    values: tf.Tensor, is_number: tf.Tensor, x: tf.Tensor, vocabulary: Sequence[str]
+) -> tf.Tensor:
     """`values` with each number replaced by the vocabulary entry of the same number, if there is one.
 
     Vocabulary entries of a number-coded feature are Python's `str(float)`; matching

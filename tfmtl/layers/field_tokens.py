@@ -45,7 +45,7 @@ class FieldTokens(keras.layers.Layer):
         self.units = units
         self.projections: list[keras.layers.Dense] = []
 
-    def build(self, fields_shape: Sequence[tuple], numeric_shape: tuple | None = None) -> None:
+    def build(self, fields_shape: Sequence[tuple] = (), numeric_shape: tuple | None = None) -> None:
         # One projection per embedding size; how many there are follows from the inputs.
         self.projections = [
             keras.layers.Dense(self.units, use_bias=False, name=f"projection_{i}") for i in range(len(fields_shape))

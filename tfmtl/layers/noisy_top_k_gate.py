@@ -100,13 +100,15 @@ class NoisyTopKGate(keras.layers.Layer):
         kept = noisy >= kth
         weights = ops.softmax(ops.where(kept, noisy, ops.full_like(noisy, -1e9)), axis=-1)
         if training:
+            # Auxiliary losses in float32 under mixed precision: Keras adds them to the float32 loss.
             if self.importance_weight:
-                self.add_loss(self.importance_weight * _squared_variation(ops.sum(weights, axis=0)))
+                importance = ops.sum(ops.cast(weights, "float32"), axis=0)
+                self.add_loss(self.importance_weight * _squared_variation(importance))
             if self.load_weight and stddev is not None and self.k < self.num_experts:
                 # P(expert e is in the top k if only its own noise were redrawn): it must beat
                 # the k-th best of the other experts, the (k+1)-th overall when e is in the top k.
                 threshold = ops.where(kept, top[..., self.k : self.k + 1], kth)
-                in_top = _normal_cdf((clean - threshold) / stddev)
+                in_top = _normal_cdf(ops.cast(clean - threshold, "float32") / ops.cast(stddev, "float32"))
                 self.add_loss(self.load_weight * _squared_variation(ops.sum(in_top, axis=0)))
         return weights
 

@@ -28,7 +28,8 @@ class NumericEncoder(keras.layers.Layer):
         inputs: dict from feature name to a float batch of shape `(batch,)`.
 
     Returns:
-        A float32 tensor of shape `(batch, num_features + num_indicators)`.
+        A tensor of shape `(batch, num_features + num_indicators)` in the compute dtype (float32 unless
+        under mixed precision).
 
     Example:
 
