@@ -129,6 +129,10 @@ def test_to_tfrecord_round_trip_and_training_from_the_shards(tmp_path, census, c
     df["genres"] = [["a", "b"] if i % 3 else [] for i in range(len(df))]
     df.loc[df.index[::4], "education"] = None
     df.loc[df.index[::5], "wage_per_hour"] = np.nan
+    df.loc[df.index[1::6], "education"] = "Café, naïve"  # not ASCII
+    # Float-coded categories and IDs that float32 would move: they must come back exactly.
+    df["zone"] = np.where(np.arange(len(df)) % 7 == 0, np.nan, np.arange(len(df)) % 3 / 10)
+    df["user"] = 123_456_789.0 + np.arange(len(df))
     source = tmp_path / "train.parquet"
     df.to_parquet(source)
     assert cli(["data", "to-tfrecord", "--data", str(source), "--out", str(tmp_path / "shards"), "--shards", "3"]) == 0
@@ -143,6 +147,8 @@ def test_to_tfrecord_round_trip_and_training_from_the_shards(tmp_path, census, c
     np.testing.assert_allclose(back["wage_per_hour"], expected["wage_per_hour"].astype(np.float32), equal_nan=True)
     assert back["genres"].map(list).tolist() == expected["genres"].map(list).tolist()
     assert back["age"].tolist() == expected["age"].tolist()
+    np.testing.assert_array_equal(back["zone"], expected["zone"])
+    np.testing.assert_array_equal(back["user"], expected["user"])
 
     model = tfmtl.zoo.MMoE(census_spec, census_tasks, num_experts=2, expert_units=[8], tower_units=[4])
     model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)

@@ -19,9 +19,10 @@ from tfmtl.features.spec import holds_sequences
 
 SCHEMA_FILE = "schema.json"
 READ_BATCH = 65_536
-# What each column is stored as: one float (float32 in a tf.Example), one int64, one
-# 0/1 int64 for booleans, one string, or a list of strings. A missing value is left out.
-KINDS = ("float", "int", "bool", "string", "list")
+# What each column is stored as: one float (float32 in a tf.Example), one float64 that
+# float32 would round (its bits as one int64), one int64, one 0/1 int64 for booleans, one
+# string, or a list of strings. A missing value is left out.
+KINDS = ("float", "double", "int", "bool", "string", "list")
 
 
 def column_kind(series: pd.Series) -> str:
@@ -30,8 +31,16 @@ def column_kind(series: pd.Series) -> str:
     if pd.api.types.is_integer_dtype(series):
         return "int"
     if pd.api.types.is_numeric_dtype(series):
-        return "float"
+        return "double" if _float32_rounds(series) else "float"
     return "list" if holds_sequences(series) else "string"
+
+
+def _float32_rounds(series: pd.Series) -> bool:
+    """Whether storing `series` as float32 would change a value (number-coded categories and IDs must not move)."""
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(over="ignore"):
+        rounded = values.astype(np.float32).astype(np.float64)
+    return bool(np.any((rounded != values) & ~np.isnan(values)))
 
 
 def _varint(n: int) -> bytes:
@@ -60,6 +69,8 @@ def _entry_encoder(name: str, kind: str) -> Callable[[Any], bytes]:
     def feature(value: Any) -> tf.train.Feature:
         if kind == "float":
             return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        if kind == "double":
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(np.float64(value).view(np.int64))]))
         if kind in ("int", "bool"):
             return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
         values = value if kind == "list" else [value]
@@ -143,7 +154,8 @@ def _schema(folder: str) -> dict[str, Any]:
 def read_tfrecords(files: str | os.PathLike | Sequence[str]) -> pd.DataFrame:
     """Reads TFRecord files written by `write_tfrecords` back into a DataFrame.
 
-    Columns keep their kind: floats (as float32, NaN where missing), int64 (nullable
+    Columns keep their kind: floats (float64 where float32 would have rounded them, NaN
+    where missing), int64 (nullable
     `Int64` when values are missing), booleans, strings (None where missing) and lists.
     """
     files = list_shards(files)
@@ -151,7 +163,7 @@ def read_tfrecords(files: str | os.PathLike | Sequence[str]) -> pd.DataFrame:
     kinds: dict[str, str] = schema["columns"]
     parsing = {
         name: tf.io.FixedLenFeature([], tf.float32, default_value=float("nan")) if kind == "float"
-        else tf.io.RaggedFeature(tf.int64 if kind in ("int", "bool") else tf.string)
+        else tf.io.RaggedFeature(tf.int64 if kind in ("int", "bool", "double") else tf.string)
         for name, kind in kinds.items()
     }  # fmt: skip
     records = tf.data.TFRecordDataset(files, compression_type=schema.get("compression") or "")
@@ -169,16 +181,23 @@ def _column(values: Any, kind: str) -> pd.Series:
         return pd.Series(values.numpy())
     lengths = values.row_lengths().numpy()
     flat = values.flat_values.numpy()
+    if kind == "double":
+        out = np.full(len(lengths), np.nan)
+        out[lengths == 1] = flat.view(np.float64)
+        return pd.Series(out)
+    if kind in ("string", "list"):
+        # numpy's astype(str) would decode bytes as ASCII.
+        flat = np.array([v.decode("utf-8") for v in flat], dtype=object)
     if kind == "list":
-        return pd.Series([[v.decode() for v in row] for row in np.split(flat, np.cumsum(lengths)[:-1])], dtype=object)
+        return pd.Series([list(row) for row in np.split(flat, np.cumsum(lengths)[:-1])], dtype=object)
     if (lengths == 1).all():
         if kind == "string":
-            return pd.Series(flat.astype(str), dtype=object)
+            return pd.Series(flat, dtype=object)
         return pd.Series(flat.astype(bool) if kind == "bool" else flat)
     present = lengths == 1
     if kind == "string":
         out = np.full(len(lengths), None, dtype=object)
-        out[present] = flat.astype(str)
+        out[present] = flat
         return pd.Series(out, dtype=object)
     out = pd.array(np.zeros(len(lengths), np.int64), dtype="boolean" if kind == "bool" else "Int64")
     out[present] = flat.astype(bool) if kind == "bool" else flat
