@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
+import pandas as pd
 import pytest
 
+import tfmtl
 from tfmtl.cli.main import main
 from tfmtl.cli.recipe import load_recipe, resolve, shipped_recipe
 from tfmtl.zoo import MODELS
@@ -75,6 +78,30 @@ def test_the_written_recipe_finds_data_given_by_relative_paths(files, tmp_path, 
     monkeypatch.chdir(tmp_path)
     rerun = resolve(load_recipe(out / "recipe.json"), {})
     assert Path(rerun["train_data"]) == files / "train.csv.gz" and Path(rerun["test_data"]) == files / "test.parquet"
+
+
+def test_a_test_file_of_digit_only_categories_reads_them_as_training_did(tmp_path, capsys):
+    # "07" is a category of a text column; a test CSV holding only digits must not turn it into the number 7.
+    rng = np.random.default_rng(0)
+    zone = rng.choice(["07", "12", "A9"], size=600)
+    train = pd.DataFrame({"zone": zone, "x": rng.normal(size=600), "y": (zone == "07").astype(int)})
+    test = train[train.zone != "A9"].head(200)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "run"
+    code, _, stderr = run(
+        capsys, "train", "--train-data", str(tmp_path / "train.csv"), "--test-data", str(tmp_path / "test.csv"),
+        "--task", "y:binary", "--epochs", "3", "--learning-rate", "0.05", "--model-arg", "num_experts=2",
+        "--out", str(out), "--verbose", "0",
+    )  # fmt: skip
+    assert code == 0, stderr
+    code, _, stderr = run(capsys, "evaluate", "--model-path", str(out), "--test-data", str(tmp_path / "test.csv"))
+    assert code == 0, stderr
+    model = keras.saving.load_model(out / "model.keras")
+    expected = model.evaluate(tfmtl.data.dataset(test, model.feature_spec, model.tasks), return_dict=True, verbose=0)
+    for written in ("metrics.json", "evaluation.json"):
+        logloss = json.loads((out / written).read_text())["tasks"]["y"]["logloss"]
+        assert logloss == pytest.approx(expected["y_logloss"], abs=1e-5), written
 
 
 def test_regression_and_multiclass_from_the_command_line(files, tmp_path, capsys):

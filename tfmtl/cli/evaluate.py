@@ -10,6 +10,7 @@ from tfmtl.cli.train import MODEL_FILE, evaluate_tasks, evaluation_batches
 from tfmtl.data import read_table, write_json
 from tfmtl.datasets import DATASETS
 from tfmtl.errors import InputError
+from tfmtl.features.feature import STRING
 from tfmtl.tasks.report import format_table
 from tfmtl.zoo import MultiTaskModel
 
@@ -40,7 +41,7 @@ def run_evaluation(
         _, test = DATASETS[dataset_name]()
         source = dataset_name
     else:
-        test = read_table(test_data)
+        test = read_table(test_data, [f.name for f in model.feature_spec if f.dtype == STRING])
         source = test_data
     try:
         batches = evaluation_batches(model, test, batch_size)  # every row, with its error named

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,12 @@ MODEL_FILE = "model.keras"
 HOLDOUT_FRACTION = 0.2
 
 
-def read_any(path: str) -> pd.DataFrame:
-    """A CSV or Parquet file, or a folder of TFRecord shards written by `tfmtl data to-tfrecord`."""
-    return read_tfrecords(path) if Path(path).is_dir() else read_table(path)
+def read_any(path: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A CSV or Parquet file, or a folder of TFRecord shards written by `tfmtl data to-tfrecord`.
+
+    CSV columns in `text_columns` are read as text (see `read_table`).
+    """
+    return read_tfrecords(path) if Path(path).is_dir() else read_table(path, text_columns)
 
 
 def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -46,7 +49,10 @@ def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, st
     train = read_any(config["train_data"])
     name = Path(config["train_data"]).name.split(".")[0]
     if config.get("test_data"):
-        return train, read_any(config["test_data"]), name
+        # Text in training is text in the test file, even where a test column holds only digits.
+        types = pd.api.types
+        text = [c for c in train.columns if types.is_string_dtype(train[c]) or types.is_object_dtype(train[c])]
+        return train, read_any(config["test_data"], text), name
     seed = config["training"]["seed"]
     test = train.sample(frac=HOLDOUT_FRACTION, random_state=seed)
     print(f"no --test-data: holding out {len(test)} of {len(train)} training rows as the test set")

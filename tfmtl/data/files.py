@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,11 @@ from tfmtl.errors import InputError
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Reads a CSV (optionally gzipped) or Parquet file into a DataFrame.
+
+    CSV columns in `text_columns` are read as text, so that a test file whose
+    categories happen to be all digits (`"07"`) reads them as training did.
 
     Example:
 
@@ -35,7 +38,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             df = pd.read_parquet(path)
         elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")):
             sep = "\t" if ".tsv" in name else ","
-            df = pd.read_csv(path, sep=sep, skipinitialspace=True)
+            df = pd.read_csv(path, sep=sep, skipinitialspace=True, dtype={column: str for column in text_columns})
         else:
             raise InputError(f"data file {str(path)!r}: expected a file ending in one of {', '.join(TABLE_SUFFIXES)}")
     except pd.errors.EmptyDataError:
