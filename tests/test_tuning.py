@@ -15,6 +15,7 @@ import keras_tuner
 import numpy as np
 import pytest
 
+import tfmtl
 from tfmtl.cli.main import main
 from tfmtl.cli.recipe import load_recipe
 from tfmtl.errors import InputError
@@ -66,6 +67,11 @@ def rows(census):
         ({"models": {"mmoe": {"expert_units": {"width": [8]}}}}, "expected a value, a list of choices"),
         ({"tasks": {"loss_weight": [1.0, 2.0]}, "training": {"weighting": ["uncertainty"]}}, "need static weighting"),
         ({"search": {}}, r"unknown section\(s\) \['search'\]"),
+        ({"models": {"mmoe": {"num_experts": {"min": 2, "max": 8, "step": 0}}}}, "step must be positive, got 0"),
+        ({"training": {"learning_rate": {"min": 1e-4, "max": 1e-2, "default": 5}}}, "default 5 is outside"),
+        ({"training": {"learning_rate": ["fast", "slow"]}}, "expected positive numbers, got 'fast'"),
+        ({"models": {"mmoe": {"expert_units": {"width": {"min": -8, "max": 8}, "depth": 1}}}}, "width: expected positive"),
+        ({"tasks": {"loss_weight": {"min": -1.0, "max": 2.0}}}, "loss_weight: expected non-negative numbers"),
     ],
 )
 def test_space_rejects_what_does_not_exist_in_one_line(config, message):
@@ -153,7 +159,8 @@ def test_objective_directions_weights_and_errors():
     assert (mixed.value(metrics), mixed.direction) == (pytest.approx((0.9 - 1.5) / 2), "max")
     assert mixed.report(metrics)["val_rating_mae"] == 1.0
     for text, message in [("income:rmse", "reports auc, logloss, not 'rmse'"), ("clicks:auc", "unknown task 'clicks'"),
-                          ("income:f1", "unknown metric 'f1'"), ("income:auc=-1", "must be positive")]:  # fmt: skip
+                          ("income:f1", "unknown metric 'f1'"), ("income:auc=-1", "must be a positive number"),
+                          ("income:auc=inf", "must be a positive number")]:  # fmt: skip
         with pytest.raises(InputError, match=message):
             TaskObjective.parse(text, tasks)
 
@@ -318,6 +325,8 @@ def test_search_killed_after_some_trials_resumes_keeping_them(tmp_path, rows, ca
 
     assert main([*command[3:], "--tuner", "random"]) == 2
     assert "holds a search with other tuner" in capsys.readouterr().err
+    assert main([*command[3:], "--drop", "age"]) == 2  # other features: other trials
+    assert "holds a search with other drop" in capsys.readouterr().err
 
 
 def free_port() -> int:
@@ -349,3 +358,22 @@ def test_chief_and_two_workers_share_one_search(tmp_path, rows):
     assert outputs["chief"].count("Running Trial") == 3  # each trial handed out once, none retried
     assert (out / "search" / "tuner0.json").is_file() and (out / "search" / "tuner1.json").is_file()  # both worked
     assert "leaderboard (3 trials" in outputs["chief"] and "worker tuner0 done" in outputs["tuner0"]
+
+
+def test_a_task_without_labelled_validation_rows_stops_the_search_before_any_trial(tmp_path, rows, capsys):
+    data = tmp_path / "train.csv"
+    rows[0].assign(marital=np.nan).to_csv(data, index=False)  # marital is labelled nowhere
+    code = main(["tune", "--train-data", str(data), "--task", "income:binary", "--task", "marital:binary",
+                 "--max-trials", "2", "--epochs", "1", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert "the validation rows have no labels of task(s) ['marital']" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "search").exists()
+
+
+def test_a_built_model_builds_from_its_config_again_for_keras_tuner(rows):
+    # Hyperband rebuilds a trial's model with build_from_config before loading its weights.
+    features = tfmtl.FeatureSpec.infer(rows[0], exclude=["income", "marital"])
+    model = tfmtl.zoo.MMoE(features, [Task("income", "binary"), Task("marital", "binary")], num_experts=2, expert_units=[4])
+    weights = model.get_weights()
+    model.build_from_config(model.get_build_config())
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))

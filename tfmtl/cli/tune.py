@@ -113,7 +113,8 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
     path = out / SETTINGS_FILE
     if path.is_file():
         saved = json.loads(path.read_text())
-        changed = sorted(k for k in set(saved) | set(settings) if k != "max_trials" and saved.get(k) != settings.get(k))
+        # Keys the saved settings lack came later: a search saved before them continues.
+        changed = sorted(k for k in saved if k != "max_trials" and saved.get(k) != settings.get(k))
         if changed:
             raise InputError(f"--out: {out} holds a search with other {', '.join(changed)}; use a new --out to start another")
     write_json(path, settings)
@@ -139,14 +140,21 @@ def run_tune(
     train, _, data_name = load_data(config)
     search_train, valid = split(train, validation_fraction, data_fraction, training["seed"])
     search_space = SearchSpace.load(space or shipped_space(config.get("dataset")))
-    task_objective = TaskObjective.parse(objective, make_tasks(config, train))
+    tasks = make_tasks(config, train)
+    unlabelled = [task.name for task in tasks if not valid[task.label].notna().any()]
+    if unlabelled:
+        raise InputError(f"--validation-fraction: the validation rows have no labels of task(s) {unlabelled}; "
+                         "raise it or --data-fraction")  # fmt: skip
+    task_objective = TaskObjective.parse(objective, tasks)
     hypermodel = MultiTaskHyperModel(search_space, search_train, config, task_objective)
     out_dir = Path(out)
     check_settings(out_dir, {
         "tuner": tuner, "objective": task_objective.describe(), "space": search_space.config,
         "data": data_name, "tasks": [dict(t) for t in hypermodel.recipe_tasks], "epochs": training["epochs"],
         "batch_size": training["batch_size"], "seed": training["seed"], "data_fraction": data_fraction,
-        "validation_fraction": validation_fraction, "max_trials": max_trials,
+        "validation_fraction": validation_fraction, "max_trials": max_trials, "drop": sorted(config.get("drop") or []),
+        "features": {k: v for k, v in (config.get("features") or {}).items() if k != "embedding_dim"},
+        "training": {k: training.get(k) for k in ("steps_per_execution", "jit_compile")},
     })  # fmt: skip
     search = make_tuner(
         tuner, hypermodel, task_objective.keras_objective, max_trials=max_trials, max_epochs=training["epochs"],
@@ -155,7 +163,12 @@ def run_tune(
     )  # fmt: skip
     print(f"tune {tuner} on {data_name}: {len(search_train)} search rows, {len(valid)} validation rows, "
           f"objective {task_objective.describe()}, {max_trials} trials")  # fmt: skip
-    search.search(search_train, validation_data=valid, epochs=training["epochs"], verbose=verbose)
+    try:
+        search.search(search_train, validation_data=valid, epochs=training["epochs"], verbose=verbose)
+    except RuntimeError as error:  # keras-tuner stops after consecutive failed trials
+        failed = [t.message for t in search.oracle.trials.values() if t.message]
+        reason = failed[-1].strip().splitlines()[-1] if failed else str(error).strip().splitlines()[0]
+        raise InputError(f"tune: trials keep failing ({reason})") from None
     if is_worker():
         print(f"worker {os.environ['KERASTUNER_TUNER_ID']} done: the chief reports the search in {out_dir}")
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,8 +72,8 @@ class TaskObjective:
                 weight = float(weight_text) if weight_text else 1.0
             except ValueError:
                 raise InputError(f"--objective: weight {weight_text!r} of {item!r} is not a number") from None
-            if not weight > 0:
-                raise InputError(f"--objective: weight of {item!r} must be positive, got {weight_text}")
+            if not (weight > 0 and math.isfinite(weight)):
+                raise InputError(f"--objective: weight of {item!r} must be a positive number, got {weight_text}")
             if not task_name:
                 names = [t.name for t in tasks if metric in metric_names(t)]
                 if not names:

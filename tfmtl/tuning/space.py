@@ -161,8 +161,38 @@ def _dimension(spec: Any, where: str) -> Any:
     return _Constant(spec)
 
 
+# Settings whose every value must be a positive number (loss weights: at least 0): a trial with
+# another could only fail, or would be silently changed (a layer of width -8 becomes 1).
+_POSITIVE = ("learning_rate", "batch_size", "embedding_dim", "width", "depth")
+_NON_NEGATIVE = ("loss_weight",)
+
+
+def _check_numbers(dimension: Any, key: str, where: str) -> None:
+    """Steps and defaults of ranges, and the values of settings that only take positive numbers."""
+    if isinstance(dimension, _Layers):
+        _check_numbers(dimension.width, "width", f"{where}.width")
+        _check_numbers(dimension.depth, "depth", f"{where}.depth")
+        return
+    if isinstance(dimension, _Range):
+        if dimension.step is not None and not dimension.step > 0:
+            raise InputError(f"space {where}: step must be positive, got {dimension.step}")
+        if dimension.default is not None and not dimension.low <= dimension.default <= dimension.high:
+            raise InputError(f"space {where}: default {dimension.default} is outside {dimension.low}..{dimension.high}")
+        values: tuple = (dimension.low, dimension.high)
+    else:
+        values = dimension.options()
+    if key not in _POSITIVE + _NON_NEGATIVE:
+        return
+    for value in values:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < 0 or (key in _POSITIVE and value == 0):
+            expected = "positive" if key in _POSITIVE else "non-negative"
+            raise InputError(f"space {where}: expected {expected} numbers, got {value!r}")
+
+
 def _check(dimension: Any, name: str, where: str) -> None:
     """Lets keras-tuner check the dimension (types, bounds), and checks named choices exist."""
+    _check_numbers(dimension, name.rsplit("/", 1)[-1], where)
     try:
         dimension.declare(keras_tuner.HyperParameters(), name)
     except (ValueError, TypeError) as error:

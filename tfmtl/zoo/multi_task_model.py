@@ -151,7 +151,9 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         return {}
 
     def build_from_config(self, config: Mapping[str, Any]) -> None:
-        self.build()
+        # Built at construction; keras-tuner's Hyperband calls this again before loading weights.
+        if not self.built:
+            self.build()
 
     def tower_logits(self, representations: Any, training: bool | None = None) -> Any:
         """The towers' logits `(batch, tasks, units)` from their input; models that link towers override it."""
