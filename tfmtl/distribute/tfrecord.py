@@ -155,8 +155,15 @@ def read_tfrecords(files: str | os.PathLike | Sequence[str]) -> pd.DataFrame:
     """Reads TFRecord files written by `write_tfrecords` back into a DataFrame.
 
     Columns keep their kind: floats (float64 where float32 would have rounded them, NaN
-    where missing), int64 (nullable
-    `Int64` when values are missing), booleans, strings (None where missing) and lists.
+    where missing), int64 (nullable `Int64` when values are missing), booleans, strings
+    (None where missing) and lists.
+
+    Example:
+
+    ```python
+    write_tfrecords(train, "data/census-train", shards=16)
+    back = read_tfrecords("data/census-train")   # the rows, shard by shard
+    ```
     """
     files = list_shards(files)
     schema = _schema(os.path.dirname(files[0]))

@@ -225,7 +225,15 @@ class Task:
 
 
 def check_tasks(tasks: Sequence[Task]) -> list[Task]:
-    """Validates a task list: at least one task, unique output names, sound chains; returns it as a list."""
+    """Validates a task list: at least one task, unique output names, sound chains; returns it as a list.
+
+    Example:
+
+    ```python
+    check_tasks([Task("ctr", "binary"), Task("ctcvr", "binary", parent="ctr")])
+    check_tasks([Task("cvr", "binary", parent="click")])   # InputError: parent 'click' is not one of the tasks
+    ```
+    """
     tasks = list(tasks)
     if not tasks:
         raise InputError("tasks: a multi-task model needs at least one task")

@@ -114,7 +114,14 @@ class _Layers:
 
 
 def layer_sizes(width: int, depth: int) -> list[int]:
-    """`depth` layer sizes starting at `width`, each half the one above (at least 1): `(64, 2)` -> `[64, 32]`."""
+    """`depth` layer sizes starting at `width`, each half the one above (at least 1).
+
+    Example:
+
+    ```python
+    layer_sizes(64, 3)   # [64, 32, 16]
+    ```
+    """
     return [max(int(width) // 2**i, 1) for i in range(int(depth))]
 
 
@@ -391,7 +398,14 @@ def settings_value(settings: Mapping[str, Any], name: str) -> Any:
 
 
 def shipped_space(dataset: str | None) -> Path:
-    """The shipped search space of a bundled data set; Census-Income's for other data."""
+    """The shipped search space of a bundled data set; Census-Income's for other data.
+
+    Example:
+
+    ```python
+    space = SearchSpace.load(shipped_space("census-income"))
+    ```
+    """
     name = f"{dataset}.toml" if dataset else "census-income.toml"
     for root in (_installed_spaces(), Path(__file__).resolve().parents[2] / "tuning"):
         if root is not None and (root / name).is_file():

@@ -37,7 +37,14 @@ STRATEGIES: dict[str, type[TaskWeighting]] = {
 
 
 def get(identifier: str | TaskWeighting | None) -> TaskWeighting:
-    """Returns a strategy from a name (see `STRATEGIES`), an instance, or None (static)."""
+    """Returns a strategy from a name (see `STRATEGIES`), an instance, or None (static).
+
+    Example:
+
+    ```python
+    tfmtl.weighting.get("gradnorm")   # GradNorm(), what compile(weighting="gradnorm") uses
+    ```
+    """
     if identifier is None:
         return StaticWeighting()
     if isinstance(identifier, TaskWeighting):
