@@ -126,6 +126,14 @@ def test_mgda_leaves_out_a_task_without_gradient(rows):
     assert weights[-1] == 0 and np.linalg.norm(combined) > 0.1
 
 
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_reports_weights_before_its_first_step(name):
+    strategy = STRATEGIES[name]()
+    strategy.build([Task("t1", "binary"), Task("t2", "binary")])
+    weights = np.asarray(strategy.task_weights())
+    assert weights.shape == (2,) and np.isfinite(weights).all()
+
+
 def test_dwa_after_an_epoch_without_labels_weighs_tasks_equally():
     dwa = DynamicWeightAverage()
     dwa.build([Task("t1", "binary"), Task("t2", "binary")])

@@ -32,12 +32,12 @@ class RandomWeighting(TaskWeighting):
         super().__init__()
         self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed)
+        self._drawn = None
 
     @property
     def variables(self) -> list[keras.Variable]:
         # The random state, saved with the model so that resumed training draws what it would have.
         return [self._seed_generator.state]
-        self._drawn = None
 
     def combine(self, task_losses: Any) -> Any:
         self._drawn = ops.softmax(keras.random.normal((len(self.tasks),), seed=self._seed_generator))
