@@ -26,6 +26,8 @@ from tfmtl.zoo import MODELS
 
 MODEL_FILE = "model.keras"
 HOLDOUT_FRACTION = 0.2
+# Test and validation rows go through the model in batches of at least this many: no gradients, so bigger is faster.
+EVALUATION_BATCH_SIZE = 8192
 
 
 def read_any(path: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -123,7 +125,7 @@ def evaluation_batches(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batc
 
 
 def evaluate_tasks(
-    model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int, batches: Any = None
+    model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int = EVALUATION_BATCH_SIZE, batches: Any = None
 ) -> dict:
     """Per-task test metrics; `batches` are `evaluation_batches(model, test, ...)` when already made."""
     scores = model.evaluate(
@@ -177,7 +179,7 @@ def run_training(
     train_ds = training_data(distribution, train, model, training["batch_size"], training["seed"])
     try:
         # Every test row, before training: a bad value there must not surface only after the fit.
-        test_ds = evaluation_batches(model, test, max(training["batch_size"], 8192))
+        test_ds = evaluation_batches(model, test, max(training["batch_size"], EVALUATION_BATCH_SIZE))
     except InputError as error:
         raise InputError(f"test data: {error}") from None
     print(f"{config['model']} on {data_name}: {len(train)} training rows, {len(test)} test rows, "
@@ -191,7 +193,7 @@ def run_training(
         return {}
     # Across replicas Keras averages each replica's metric (an AUC of AUCs): test the saved model on one device.
     tested = model if distribution.num_replicas_in_sync == 1 else keras.saving.load_model(out_dir / MODEL_FILE)
-    results = evaluate_tasks(tested, test, batch_size=max(training["batch_size"], 8192), batches=test_ds)
+    results = evaluate_tasks(tested, test, batches=test_ds)
     metrics = {
         "model": config["model"],
         "dataset": data_name,

@@ -13,7 +13,7 @@ import keras_tuner
 import pandas as pd
 
 from tfmtl.cli.recipe import DEFAULTS, merge
-from tfmtl.cli.train import evaluate_tasks, make_features, make_model, make_tasks
+from tfmtl.cli.train import EVALUATION_BATCH_SIZE, evaluate_tasks, make_features, make_model, make_tasks
 from tfmtl.data import dataset
 from tfmtl.features import FeatureSpec
 from tfmtl.tasks import Task
@@ -117,7 +117,7 @@ class MultiTaskHyperModel(keras_tuner.HyperModel):
         train_ds = dataset(x, model.feature_spec, model.tasks, batch_size=training["batch_size"], shuffle=True,
                            seed=training["seed"], fused=model.fused_embeddings)  # fmt: skip
         model.fit(train_ds, **kwargs)
-        metrics = evaluate_tasks(model, validation_data, batch_size=max(training["batch_size"], 8192))
+        metrics = evaluate_tasks(model, validation_data, batch_size=max(training["batch_size"], EVALUATION_BATCH_SIZE))
         return self.objective.report(metrics)
 
 
