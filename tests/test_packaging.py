@@ -1,6 +1,7 @@
 """Packaging: every subpackage is listed, the data and recipes ship, the backend is checked."""
 
 import configparser
+import os
 from pathlib import Path
 
 from setuptools import find_packages
@@ -40,3 +41,28 @@ def test_wrong_keras_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(keras, "__version__", "2.15.0")
     with pytest.raises(ImportError, match="tfmtl needs Keras 3"):
         check_backend()
+
+
+def test_an_installed_copy_finds_its_shipped_recipes_and_search_spaces(tmp_path):
+    """Installed (not run from the source tree), tfmtl still finds the zoo's recipes and the tuner's spaces."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(REPO)],
+        check=True, cwd=tmp_path,
+    )  # fmt: skip
+    probe = (
+        "import tfmtl\n"
+        "from pathlib import Path\n"
+        "from tfmtl.cli.recipe import shipped_recipe\n"
+        "from tfmtl.tuning.space import shipped_space\n"
+        f"assert Path(tfmtl.__file__).is_relative_to({str(target)!r}), tfmtl.__file__\n"
+        "for model in ('mmoe', 'ple', 'shared-bottom'):\n"
+        "    assert shipped_recipe(model, 'census-income') is not None, model\n"
+        "assert shipped_space('census-income').parent.name == 'spaces'\n"
+    )
+    # Outside the source tree, with only the installed copy of tfmtl on the path.
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})

@@ -12,10 +12,10 @@ import copy
 import json
 import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tfmtl._package_files import package_file
 from tfmtl.errors import InputError
 
 SECTIONS = ("model", "dataset", "train_data", "test_data", "tasks", "drop", "features", "model_args", "training")
@@ -43,13 +43,10 @@ DEFAULTS: dict[str, Any] = {
 
 def shipped_recipe(model: str, dataset: str) -> Path | None:
     """The zoo's recipe for `model` on `dataset`, from the installed package or the source tree."""
-    name = Path(dataset) / f"{model}.toml"
-    try:
-        installed = Path(str(resources.files("tfmtl.recipes"))) / name
-        if installed.is_file():
-            return installed
-    except ModuleNotFoundError:
-        pass
+    name = f"{dataset}/{model}.toml"
+    installed = package_file("tfmtl.recipes", name)
+    if installed is not None:
+        return installed
     source_tree = Path(__file__).resolve().parents[2] / "zoo" / name
     return source_tree if source_tree.is_file() else None
 

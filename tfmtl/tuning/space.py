@@ -9,13 +9,13 @@ import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import keras_tuner
 
 from tfmtl import weighting
+from tfmtl._package_files import package_file
 from tfmtl.cli.recipe import DEFAULTS
 from tfmtl.errors import InputError
 from tfmtl.layers import GATES
@@ -407,16 +407,13 @@ def shipped_space(dataset: str | None) -> Path:
     ```
     """
     name = f"{dataset}.toml" if dataset else "census-income.toml"
-    for root in (_installed_spaces(), Path(__file__).resolve().parents[2] / "tuning"):
-        if root is not None and (root / name).is_file():
-            return root / name
+    installed = package_file("tfmtl.spaces", name)
+    if installed is not None:
+        return installed
+    source_tree = Path(__file__).resolve().parents[2] / "tuning" / name
+    if source_tree.is_file():
+        return source_tree
     if dataset:
         return shipped_space(None)
     raise InputError("--space: no shipped search space found; give --space FILE")
 
-
-def _installed_spaces() -> Path | None:
-    try:
-        return Path(str(resources.files("tfmtl.spaces")))
-    except ModuleNotFoundError:
-        return None
