@@ -143,6 +143,20 @@ def test_information_transfer_flows_down_a_chain():
             AdaptiveInformationTransfer(num_tasks=4, links=links)
 
 
+def test_information_transfer_dropout_gives_a_child_its_parents_own_output():
+    """With dropout, the grandchild's link reads the same parent output that the parent's prediction uses."""
+    keras.utils.set_random_seed(0)
+    transfer = AdaptiveInformationTransfer(num_tasks=3, links=[(0, 1), (1, 2)], dropout=0.5)
+    x = tf.random.normal((16, 3, 6), seed=2)
+    transfer.build(x.shape)
+    parents_read = []
+    transfer_call = transfer.transfer.call
+    transfer.transfer.call = lambda inputs, *a, **k: parents_read.append(inputs) or transfer_call(inputs, *a, **k)
+    out = numpy(transfer(x, training=True))
+    assert len(parents_read) == 2  # one pass per depth; the last one feeds link (1, 2)
+    np.testing.assert_array_equal(numpy(parents_read[-1])[:, 1], out[:, 1])
+    assert not np.allclose(out, numpy(transfer(x, training=False)))  # dropout did act
+
 def test_expectation_calibrator_penalises_only_broken_order_while_training():
     calibrator = ExpectationCalibrator(links=[(0, 1), (1, 2)], weight=0.5)
     logits = np.array([[0.0, 1.0, -1.0], [2.0, -2.0, -3.0]], "float32")
@@ -169,6 +183,36 @@ def test_chained_outputs_of_any_length(name, long_funnel):
     else:
         np.testing.assert_allclose(out["cvr"], np.minimum(out["purchase"] / out["cart"], 1.0), rtol=1e-5)
 
+
+def test_chain_products_never_exceed_the_parent_even_where_steps_saturate(funnel):
+    """pCTCVR <= pCTR exactly, also where pCVR rounds to 1 (the sigmoid of the product's logit could not promise it)."""
+    _, test, spec = funnel
+    model = ESMM(spec, ESMM_TASKS, tower_units=[8])
+    x = next(iter(dataset(test.head(801), spec, batch_size=801)))
+    ctr = np.linspace(-8, 8, 801, dtype="float32")
+    for cvr in (2.0, 12.0, 17.0, 30.0):
+        model._step_logits = lambda inputs, training, for_loss=False: [tf.constant(ctr), tf.fill([801], cvr)]
+        out = {name: numpy(value) for name, value in model(x).items()}
+        assert (out["ctcvr"] <= out["ctr"]).all(), cvr
+        np.testing.assert_allclose(out["ctcvr"], sigmoid(ctr) * sigmoid(cvr), rtol=1e-6)
+
+
+def test_escm2_risk_ignores_the_parents_sample_weights(funnel):
+    """A task's sample weights weigh its own loss: the parent's change the child's counterfactual risk not at all."""
+    train, _, spec = funnel
+    rows = train.head(512).assign(w=1.0)
+    tasks = [Task("ctr", "binary", label="click", sample_weight="w"), ESMM_TASKS[1]]
+    heavy = rows.assign(w=np.where(np.arange(len(rows)) % 2 == 0, 0.0, 3.0))
+    for counterfactual in ("ips", "dr"):
+        model = ESCM2(spec, tasks, tower_units=[8], counterfactual=counterfactual, counterfactual_weight=1.0)
+        shares = []
+        for df in (rows, heavy):
+            x, y, weights = next(iter(dataset(df, spec, tasks, batch_size=len(df))))
+            steps = model._step_logits(x, training=False, for_loss=True)
+            labelled = model._labelled(y, weights)
+            shares.append(numpy(model._task_losses(labelled, model._entire_space_logits(steps), steps)))
+        assert shares[1][1] == pytest.approx(shares[0][1], rel=1e-6), counterfactual
+        assert shares[1][0] != pytest.approx(shares[0][0], rel=1e-3)  # the weights do weigh the parent's own loss
 
 def training_losses(model, x, y):
     """The task losses `train_step` differentiates, counterfactual risks included."""

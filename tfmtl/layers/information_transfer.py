@@ -89,11 +89,14 @@ class AdaptiveInformationTransfer(keras.layers.Layer):
         parents = [parent for parent, _ in self.links]
         own = ops.take(inputs, [child for _, child in self.links], axis=1)
         outputs = inputs
+        # One dropout mask for all passes: each pass recomputes the links settled before it, and a
+        # child must read the same parent output that the parent's own prediction uses.
+        keep = None if self.dropout_layer is None else self.dropout_layer(ops.ones_like(own), training=training)
         # Pass d settles the links at depth d, whose parents settled in pass d - 1.
         for _ in range(self.depth):
             transferred = self.transfer(ops.take(outputs, parents, axis=1))
-            if self.dropout_layer is not None:
-                transferred = self.dropout_layer(transferred, training=training)
+            if keep is not None:
+                transferred = transferred * keep
             linked, weights = self._attend(own, transferred)
             outputs = ops.take(ops.concatenate([inputs, linked], axis=1), self._sources, axis=1)
         return (outputs, weights) if return_attention else outputs

@@ -113,15 +113,16 @@ class ESCM2(ESMM):
             return shares
         risks = [0.0] * len(self.tasks)
         for k, (parent, child) in enumerate(self.links):
-            reached, parent_weight, _ = labelled[parent]
-            label, weight, count = labelled[child]
+            # The parent's label says which rows reached the child; its sample weights are the parent's own.
+            reached, parent_present = labelled[parent].label, labelled[parent].present
+            label, weight, count, _ = labelled[child]
             propensity = ops.sigmoid(logits[parent])
             if self.imputation is None:
                 terms = inverse_propensity_risk(label, steps[child], reached, propensity, self.min_propensity)
             else:
                 imputed = steps[len(self.tasks) + k]
                 terms = doubly_robust_risk(label, steps[child], imputed, reached, propensity, self.min_propensity)
-            risk = ops.sum(weight * parent_weight * terms) / ops.maximum(count, 1.0)
+            risk = ops.sum(weight * parent_present * terms) / ops.maximum(count, 1.0)
             risks[child] = self.counterfactual_weight * risk  # a task has one parent, so one link
         return shares + ops.stack(risks)
 

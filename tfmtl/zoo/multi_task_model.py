@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -23,6 +23,15 @@ from tfmtl.weighting import replicas
 from tfmtl.weighting.base import TaskWeighting
 from tfmtl.weighting.conflict import gradient_cosines
 
+
+
+class Labelled(NamedTuple):
+    """One task's labels in a batch, as its loss and metrics read them."""
+
+    label: Any  # missing (NaN) labels replaced by 0
+    weight: Any  # the example's sample weight, 0 where its label is missing
+    count: Any  # labelled examples in the global batch
+    present: Any  # 1.0 where the label is there, whatever the sample weight
 
 @keras.saving.register_keras_serializable(package="tfmtl")
 class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
@@ -209,6 +218,14 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         steps = self._step_logits(inputs, training)
         logits = self._entire_space_logits(steps)
         outputs = {task.name: task.predictions(z) for task, z in zip(self.tasks, logits)}
+        if self.chain_product:
+            # The product itself rather than the sigmoid of its logit: rounding a product by a
+            # factor <= 1 never exceeds the parent, so p(child) <= p(parent) holds exactly even
+            # where a step saturates (the sigmoid of the logit could exceed it by an ulp there).
+            for chain in sorted(task_chains(self.tasks), key=len):
+                if len(chain) > 1:
+                    parent, child = self.tasks[chain[-2]], self.tasks[chain[-1]]
+                    outputs[child.name] = outputs[parent.name] * ops.sigmoid(steps[chain[-1]])
         return {**outputs, **self._conditional_outputs(steps, logits)}
 
     def _conditional_outputs(self, steps: list, logits: list) -> dict[str, Any]:
@@ -302,7 +319,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         return list(self.trainable_variables) + list(extra)
 
     def _labelled(self, y: Mapping[str, Any], sample_weight: Mapping[str, Any] | None) -> list:
-        """Per task: labels with NaN replaced, example weights (0 where missing), the global count."""
+        """Per task, its `Labelled` labels of this batch."""
         if not isinstance(y, Mapping):
             raise InputError("labels: expected a dict from task name to labels (see tfmtl.data.dataset)")
         out = []
@@ -315,7 +332,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             if sample_weight is not None and task.name in sample_weight:
                 weight = weight * ops.reshape(ops.cast(sample_weight[task.name], "float32"), (-1,))
             count = replicas.sum_over_replicas(ops.sum(ops.cast(present, "float32")))
-            out.append((ops.where(present, label, 0.0), weight, count))
+            out.append(Labelled(ops.where(present, label, 0.0), weight, count, ops.cast(present, "float32")))
         return out
 
     def _task_losses(self, labelled: list, logits: list, steps: list | None = None) -> Any:
@@ -324,7 +341,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         `steps` are `_step_logits`, for models whose losses read them (ESCM²).
         """
         losses = []
-        for task, (label, weight, count), z in zip(self.tasks, labelled, logits):
+        for task, (label, weight, count, _), z in zip(self.tasks, labelled, logits):
             per_example = task.example_losses(label, z)
             losses.append(ops.sum(weight * per_example) / ops.maximum(count, 1.0))
         return ops.stack(losses)
@@ -333,7 +350,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         """Updates every metric; returns the running losses (the other results come once per execution)."""
         self._loss_tracker.update_state(loss, sample_weight=batch_size)
         start = 0
-        for i, (task, (label, weight, count), z) in enumerate(zip(self.tasks, labelled, logits)):
+        for i, (task, (label, weight, count, _), z) in enumerate(zip(self.tasks, labelled, logits)):
             self.task_loss_trackers[i].update_state(task_losses[i], sample_weight=count)
             prediction = task.predictions(z)
             if task.output_units == 1:
