@@ -56,7 +56,11 @@ def synthetic_funnel(
     with `common` and `own_s` independent draws, so `shared` is the correlation of
     a user's (or item's, or context weight's) effect on any two stages. The
     intercept `c_s` is set so that the mean of `sigmoid(f_s)` over all rows (train
-    and test) is `rates[s]` (default: 5 % click, 5 % conversion per click).
+    and test) is `rates[s]` (default: 5 % click; a conversion probability given a
+    click of 5 % on average over all impressions). Because the stages share their
+    drivers, impressions that reach a stage are those likelier to pass the next:
+    with the defaults about 11-13 % of the clicks convert, and with
+    `rates=[0.1, 0.6]` about 77-79 %.
 
     A stage happens only if the one before it did: `click ~ Bernoulli(sigmoid(f_click))`,
     and for a later stage, `<stage>_if_<before> ~ Bernoulli(sigmoid(f_stage))` is
@@ -73,7 +77,7 @@ def synthetic_funnel(
     Args:
         num_train, num_test: impressions in each table.
         stages: the funnel's stage names, first to last (at least 2).
-        rates: mean probability of each stage given the one before.
+        rates: mean over all impressions of each stage's probability given the one before.
         num_users, num_items: how many ids.
         num_numeric: context features.
         latent_dim: size of the user and item latent vectors.
