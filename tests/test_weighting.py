@@ -329,7 +329,7 @@ def test_strategies_by_name_and_bad_name():
 
 MIRRORED_SCRIPT = textwrap.dedent(
     """
-    import os, sys, json
+    import os, sys, json, warnings
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -351,14 +351,19 @@ MIRRORED_SCRIPT = textwrap.dedent(
             with distribute.scope():
                 keras.utils.set_random_seed(0)
                 model = tfmtl.zoo.MMoE(spec, tasks, num_experts=3, expert_units=[16], tower_units=[8])
-                model.compile(optimizer=keras.optimizers.Adam(1e-2), weighting=strategy_name)
+                # Several steps per execution: under the two replicas compile falls back to one (keras#19246).
+                model.compile(optimizer=keras.optimizers.Adam(1e-2), weighting=strategy_name, steps_per_execution=2)
             if split and distribute is mirrored:
                 data = tfmtl.distribute.distributed_dataset(
                     mirrored, df, spec, tasks, global_batch_size=600, shuffle=True, seed=1
                 )
             else:
                 data = tfmtl.data.dataset(df, spec, tasks, batch_size=600 if split else 512, shuffle=split, seed=1)
-            model.fit(data, epochs=3, verbose=0)  # DWA's weights move from the third epoch
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.fit(data, epochs=3, verbose=0)  # DWA's weights move from the third epoch
+            if any("shuffle" in str(w.message) for w in caught):
+                sys.exit(f"fit warned about shuffle= for {type(data).__name__}")
             state = [keras.ops.convert_to_numpy(v) for v in model.weighting.variables]
             # The optimizer's step count too: Adam's bias correction reads it.
             weights.append(model.get_weights() + state + [model.optimizer.iterations.numpy()])

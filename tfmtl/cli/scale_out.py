@@ -65,18 +65,6 @@ class ScaleOut:
                 stack.enter_context(distribute.sparsecore_tables(per_host, keras.optimizers.Adam(learning_rate)))
             yield
 
-    def steps_per_execution(self, requested: int) -> int:
-        """`requested`, or 1 with several replicas: Keras 3's multi-step loop fails under tf.distribute.
-
-        With `steps_per_execution > 1` and more than one replica, Keras 3.15's
-        `multi_step_on_iterator` fails at run time with "You must feed a value for
-        placeholder tensor" (a plain `Dense` model too; keras-team/keras#19246).
-        """
-        if requested > 1 and self.distribution.num_replicas_in_sync > 1:
-            print(f"steps per execution: 1 instead of {requested} (several replicas; keras-team/keras#19246)")
-            return 1
-        return requested
-
     @property
     def workers(self) -> int:
         return distribute.num_workers(self.distribution)

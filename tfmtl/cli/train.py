@@ -173,7 +173,7 @@ def run_training(
         model.compile(
             optimizer=keras.optimizers.Adam(training["learning_rate"]),
             weighting=training["weighting"],
-            steps_per_execution=scale_out.steps_per_execution(training["steps_per_execution"]),
+            steps_per_execution=training["steps_per_execution"],
             jit_compile=training["jit_compile"],
         )
     train_ds = training_data(distribution, train, model, training["batch_size"], training["seed"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -279,9 +280,20 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
             raise InputError(f"compile: unexpected argument(s) {sorted(kwargs)}")
         if not isinstance(jit_compile, bool):
             raise InputError(f"compile: jit_compile must be True or False, got {jit_compile!r}")
+        replicas_in_sync = self.distribute_strategy.num_replicas_in_sync
+        executed_steps = steps_per_execution
+        if steps_per_execution > 1 and replicas_in_sync > 1:
+            # Keras 3's multi-step loop fails at run time under any multi-replica strategy
+            # ("You must feed a value for placeholder tensor", a plain Dense model too).
+            warnings.warn(
+                f"compile: steps_per_execution=1 instead of {steps_per_execution} with {replicas_in_sync} "
+                "replicas (Keras 3 fails there: keras-team/keras#19246)",
+                stacklevel=2,
+            )
+            executed_steps = 1
         super().compile(
             optimizer=optimizer,
-            steps_per_execution=steps_per_execution,
+            steps_per_execution=executed_steps,
             jit_compile=False,
             run_eagerly=run_eagerly,
         )
@@ -420,7 +432,7 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
     def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         if self.compiled:
             self._use_xla("train", x)
-        if isinstance(x, tf.data.Dataset):
+        if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
             # A dataset is shuffled by its pipeline; Keras' default shuffle=True only warns.
             kwargs.setdefault("shuffle", False)
         # Strategies with epoch-level state (DWA) follow the epochs through callbacks; theirs run
