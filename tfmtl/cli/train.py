@@ -38,8 +38,12 @@ def read_any(path: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     return read_tfrecords(path) if Path(path).is_dir() else read_table(path, text_columns)
 
 
-def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Returns `(train, test, data_name)` for the recipe's `dataset` or `train_data`/`test_data`."""
+def load_data(config: Mapping[str, Any], hold_out_test: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """Returns `(train, test, data_name)` for the recipe's `dataset` or `train_data`/`test_data`.
+
+    Without `test_data`, `hold_out_test` sets `HOLDOUT_FRACTION` of the training rows
+    apart as the test set; otherwise the test set is None.
+    """
     if config.get("dataset"):
         name = config["dataset"]
         if name not in DATASETS:
@@ -55,6 +59,8 @@ def load_data(config: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, st
         types = pd.api.types
         text = [c for c in train.columns if types.is_string_dtype(train[c]) or types.is_object_dtype(train[c])]
         return train, read_any(config["test_data"], text), name
+    if not hold_out_test:
+        return train, None, name
     seed = config["training"]["seed"]
     test = train.sample(frac=HOLDOUT_FRACTION, random_state=seed)
     print(f"no --test-data: holding out {len(test)} of {len(train)} training rows as the test set")

@@ -137,7 +137,8 @@ def run_tune(
     if tuner not in TUNER_CHOICES:
         raise InputError(f"--tuner: unknown tuner {tuner!r}, expected one of {', '.join(TUNER_CHOICES)}")
     training = config["training"]
-    train, _, data_name = load_data(config)
+    # The search never reads a test set: all training rows go to its trials and validation.
+    train, _, data_name = load_data(config, hold_out_test=False)
     search_train, valid = split(train, validation_fraction, data_fraction, training["seed"])
     search_space = SearchSpace.load(space or shipped_space(config.get("dataset")))
     tasks = make_tasks(config, train)
