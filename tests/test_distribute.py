@@ -159,6 +159,27 @@ def test_to_tfrecord_round_trip_and_training_from_the_shards(tmp_path, census, c
     assert cli(["data", "to-tfrecord", "--data", str(source), "--out", str(tmp_path / "shards")]) == 2  # not empty
 
 
+
+def test_an_interrupted_tfrecord_write_leaves_no_folder_behind(tmp_path, census, monkeypatch):
+    df = census[0].head(60)
+    writer = tf.io.TFRecordWriter
+    opened = []
+
+    def failing_writer(path, options=None):
+        opened.append(path)
+        if len(opened) == 2:
+            raise KeyboardInterrupt  # as if stopped while the second shard was being written
+        return writer(path, options=options)
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", failing_writer)
+    with pytest.raises(KeyboardInterrupt):
+        distribute.write_tfrecords(df, tmp_path / "shards", shards=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the folder nor a hidden leftover
+    monkeypatch.setattr(tf.io, "TFRecordWriter", writer)
+    paths = distribute.write_tfrecords(df, tmp_path / "shards", shards=3)  # a rerun is not refused
+    assert [p.parent for p in paths] == [tmp_path / "shards"] * 3 and all(p.is_file() for p in paths)
+    assert len(distribute.read_tfrecords(tmp_path / "shards")) == 60
+
 # ----- mixed precision ----------------------------------------------------------------
 def test_bf16_trains_with_float32_encoder_outputs_and_losses(tmp_path, census, census_spec, census_tasks):
     df = census[0].head(512)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfmtl.data.files import write_atomically, write_json
+from tfmtl.data.files import write_json
 from tfmtl.errors import InputError
 from tfmtl.features.spec import holds_sequences
 
@@ -92,7 +94,7 @@ def write_tfrecords(
 
     Rows go to the shards in turn (row `i` to shard `i % shards`), so shards differ in
     size by at most one row. Give at least as many shards as workers will read them
-    (`tfmtl.distribute.distributed_dataset`). Every file is written atomically.
+    (`tfmtl.distribute.distributed_dataset`). The folder appears whole or not at all.
 
     Example:
 
@@ -114,19 +116,26 @@ def write_tfrecords(
     encoders = [_entry_encoder(name, kind) for name, kind in kinds.items()]
     columns = [df[name].to_numpy(dtype=object) for name in df.columns]
     suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
-    paths = [out / f"part-{i:05d}-of-{shards:05d}{suffix}" for i in range(shards)]
-    for shard, path in enumerate(paths):
-
-        def write(temporary: str, shard: int = shard) -> None:
-            with tf.io.TFRecordWriter(temporary, options=compression) as writer:
+    names = [f"part-{i:05d}-of-{shards:05d}{suffix}" for i in range(shards)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The shards and the schema go to a hidden folder beside `out`, renamed into place when
+    # whole: an interrupted run leaves no folder under the final name that a rerun refuses.
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        for shard, name in enumerate(names):
+            with tf.io.TFRecordWriter(str(partial / name), options=compression) as writer:
                 for row in range(shard, len(df), shards):
                     features = b"".join(encode(column[row]) for encode, column in zip(encoders, columns))
                     writer.write(b"\x0a" + _varint(len(features)) + features)  # Example.features, field 1
-
-        write_atomically(path, write)
-    write_json(out / SCHEMA_FILE, {"columns": kinds, "rows": len(df), "compression": compression,
-                                   "files": [p.name for p in paths]})  # fmt: skip
-    return paths
+        write_json(partial / SCHEMA_FILE, {"columns": kinds, "rows": len(df), "compression": compression,
+                                           "files": names})  # fmt: skip
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return [out / name for name in names]
 
 
 def list_shards(data: str | os.PathLike | Sequence[str]) -> list[str]:
