@@ -28,7 +28,7 @@ from tfmtl.tuning import (
     leaderboard,
     pareto_front,
 )
-from tfmtl.tuning.space import model_arguments
+from tfmtl.tuning.space import model_arguments, shipped_space
 from tfmtl.zoo import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -371,6 +371,28 @@ def test_a_task_without_labelled_validation_rows_stops_the_search_before_any_tri
     assert not (tmp_path / "out" / "search").exists()
     assert "holding out" not in captured.out  # the search reads no test set, so it sets no rows apart for one
 
+
+def test_feature_names_of_a_space_must_be_columns_of_the_data(tmp_path, rows, capsys):
+    """The shipped space's PEPNet priors are Census columns: other data searches PEPNet without them."""
+    data = tmp_path / "train.csv"
+    # No class_worker or sex column; marital unlabelled stops the run before any trial.
+    rows[0].drop(columns=["class_worker", "sex"]).assign(marital=np.nan).to_csv(data, index=False)
+    args = ["tune", "--train-data", str(data), "--task", "income:binary", "--task", "marital:binary",
+            "--max-trials", "2", "--epochs", "1", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 2
+    out = capsys.readouterr().out
+    assert "pepnet: searched with its default domain_features (the shipped space names ['class_worker']" in out
+    assert "pepnet: searched with its default personal_features (the shipped space names ['sex']" in out
+    space = tmp_path / "space.toml"
+    space.write_text('model = ["pepnet"]\n[models.pepnet]\ndomain_features = {value = ["class_worker"]}\n')
+    assert main([*args, "--space", str(space)]) == 2
+    assert "--space: [models.pepnet] domain_features names ['class_worker'], which are not columns of the data" in (
+        capsys.readouterr().err
+    )
+    shipped = SearchSpace.load(shipped_space(None))
+    assert shipped.missing_features(list(rows[0].columns)) == {}
+    left = shipped.without([("pepnet", "domain_features")])
+    assert "domain_features" not in left.models["pepnet"] and "personal_features" in left.models["pepnet"]
 
 def test_a_built_model_builds_from_its_config_again_for_keras_tuner(rows):
     # Hyperband rebuilds a trial's model with build_from_config before loading its weights.

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tfmtl.cli.recipe import load_recipe, resolve, shipped_recipe
-from tfmtl.cli.train import load_data, make_tasks
+from tfmtl.cli.train import DATASETS, load_data, make_tasks
 from tfmtl.data import write_atomically, write_json
 from tfmtl.errors import InputError
 from tfmtl.zoo import MODELS
@@ -28,7 +28,7 @@ def add_tune_parser(commands: Any) -> None:
     tune = commands.add_parser("tune", help="search models, training settings and task weights with keras-tuner")
     tune.add_argument("--recipe", help="a recipe whose data, tasks and training settings the search keeps")
     data = tune.add_mutually_exclusive_group()
-    data.add_argument("--dataset", help="a bundled data set: census-income")
+    data.add_argument("--dataset", help=f"a bundled data set: {', '.join(DATASETS)}")
     data.add_argument("--train-data", help="training table: CSV (optionally .gz) or Parquet")
     tune.add_argument("--test-data", help="test table of the written recipe (the search never reads it)")
     tune.add_argument("--task", action="append", type=_task_flag, metavar="NAME:KIND[:COLUMN]",
@@ -36,7 +36,8 @@ def add_tune_parser(commands: Any) -> None:
     tune.add_argument("--drop", action="append", metavar="COL", help="a column that is not a feature")
     tune.add_argument("--categorical", action="append", metavar="COL", help="treat COL as categorical")
     tune.add_argument("--numeric", action="append", metavar="COL", help="treat COL as numeric")
-    tune.add_argument("--space", help="search space file (TOML, YAML or JSON; default: tuning/DATASET.toml)")
+    tune.add_argument("--space", help="search space file (TOML, YAML or JSON; default: the shipped space of the "
+                                      "data set, else Census-Income's)")
     tune.add_argument("--tuner", default="pso", help=f"{', '.join(TUNER_CHOICES)} (default: pso)")
     tune.add_argument("--max-trials", type=int, default=20, help="trials in all (hyperband: see --epochs)")
     tune.add_argument("--objective", help="METRIC (mean over the tasks reporting it) or TASK:METRIC[=WEIGHT],... "
@@ -141,6 +142,15 @@ def run_tune(
     train, _, data_name = load_data(config, hold_out_test=False)
     search_train, valid = split(train, validation_fraction, data_fraction, training["seed"])
     search_space = SearchSpace.load(space or shipped_space(config.get("dataset")))
+    missing = search_space.missing_features([c for c in train.columns if c not in set(config.get("drop") or [])])
+    if missing and space:
+        (model, key), names = next(iter(missing.items()))
+        raise InputError(f"--space: [models.{model}] {key} names {names}, which are not columns of the data")
+    if missing:
+        # The shipped space can name a bundled data set's columns (PEPNet's priors).
+        for (model, key), names in missing.items():
+            print(f"{model}: searched with its default {key} (the shipped space names {names}, not in this data)")
+        search_space = search_space.without(list(missing))
     tasks = make_tasks(config, train)
     unlabelled = [task.name for task in tasks if not valid[task.label].notna().any()]
     if unlabelled:

@@ -100,7 +100,8 @@ def tpu_strategy(tpu: str | None = None) -> tf.distribute.TPUStrategy:
     if address is None:
         raise InputError(
             "--strategy tpu: no TPU found (no /dev/accel* or /dev/vfio TPU device on this machine and "
-            "TPU_NAME is not set); run on a Cloud TPU VM (see tpu/README.md) or use --strategy auto"
+            "TPU_NAME is not set); run on a Cloud TPU VM (the kit in tfmtl's source repository, tpu/README.md) "
+            "or use --strategy auto"
         )
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)

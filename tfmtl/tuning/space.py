@@ -313,6 +313,35 @@ class SearchSpace:
             raise InputError(f"--space: {str(path)!r} must hold a table of sections")
         return cls(config)
 
+    def missing_features(self, columns: Sequence[str]) -> dict[tuple[str, str], list[str]]:
+        """Settings that name features absent from `columns`: `{(family, argument): [missing names]}`.
+
+        The arguments that name features end in `_features` (PEPNet's priors); a space
+        made for one data set can name its columns there.
+
+        Example:
+
+        ```python
+        SearchSpace.load(shipped_space(None)).missing_features(["user", "item"])
+        # {("pepnet", "domain_features"): ["class_worker"], ("pepnet", "personal_features"): [...]}
+        ```
+        """
+        missing = {}
+        for model in self._model_choices():
+            for key, dimension in self.models.get(model, {}).items():
+                if key.endswith("_features"):
+                    named = {name for option in dimension.options() for name in option or []}
+                    if absent := sorted(named - set(columns)):
+                        missing[(model, key)] = absent
+        return missing
+
+    def without(self, settings: Sequence[tuple[str, str]]) -> "SearchSpace":
+        """This space without the given `(family, argument)` settings: those families keep their defaults there."""
+        config = json.loads(json.dumps(self.config))
+        for model, key in settings:
+            config.get("models", {}).get(model, {}).pop(key, None)
+        return SearchSpace(config)
+
     def _model_choices(self) -> tuple:
         return self.model.options()
 
