@@ -152,7 +152,10 @@ def test_bad_input_gives_one_line_errors(files, tmp_path, capsys):
         capsys, "train", "--train-data", train, "--task", "income:binary", "--model-arg", "experts=3", *common
     )
     for model_arg, message in [
-        ("num_experts=2.5", "--model-arg: mmoe rejected {'num_experts': 2.5}: "),
+        ("num_experts=2.5", "model argument num_experts of mmoe: expected an integer, got 2.5"),
+        ('num_experts="many"', "model argument num_experts of mmoe: expected an integer, got 'many'"),
+        ("expert_units=64", "model argument expert_units of mmoe: expected a list, got 64"),
+        ("num_experts=-1", "model arguments (--model-arg, [model_args]): mmoe rejected {'num_experts': -1}: "),
         ("expert_units=[64,", "expert_units: '[64,' is not valid JSON"),
     ]:
         assert message in error_of(

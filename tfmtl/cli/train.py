@@ -114,15 +114,46 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
         inspect.signature(tfmtl.zoo.MultiTaskModel.__init__).parameters
     )
     unknown = sorted(set(args) - accepted - {"self", "kwargs", "features", "tasks"})
+    # Model arguments come from --model-arg flags and from a recipe's [model_args]: errors name both.
     if unknown:
-        raise InputError(f"--model-arg: {name} has no argument(s) {unknown}")
+        raise InputError(f"model arguments (--model-arg, [model_args]): {name} has no argument(s) {unknown}")
+    check_model_argument_types(name, args)
     check_tasks(tasks)  # a task's own error, not one of the model arguments
     try:
         return cls(features, tasks, **args)
     except (TypeError, ValueError) as error:
-        # A value of the wrong type or range that the model's own checks did not name.
+        # A value of the wrong range that the model's own checks did not name.
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"--model-arg: {name} rejected {args}: {first_line}") from None
+        raise InputError(f"model arguments (--model-arg, [model_args]): {name} rejected {args}: {first_line}") from None
+
+
+def check_model_argument_types(name: str, args: Mapping[str, Any]) -> None:
+    """A one-line error for a model argument whose type differs from its default's (a count given as text, ...).
+
+    Example:
+
+    ```python
+    check_model_argument_types("mmoe", {"num_experts": "many"})   # InputError: ... expected an integer
+    ```
+    """
+    parameters = {
+        **inspect.signature(tfmtl.zoo.MultiTaskModel.__init__).parameters,
+        **inspect.signature(MODELS[name].__init__).parameters,
+    }
+    for key, value in args.items():
+        default = parameters[key].default
+        if isinstance(default, bool):
+            expected, fits = "true or false", isinstance(value, bool)
+        elif isinstance(default, int):
+            expected, fits = "an integer", isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            expected, fits = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(default, (list, tuple)):
+            expected, fits = "a list", isinstance(value, (list, tuple))
+        else:  # strings may also be tables (a gate with options); the model checks those
+            continue
+        if not fits:
+            raise InputError(f"model argument {key} of {name}: expected {expected}, got {value!r}")
 
 
 def evaluation_batches(model: tfmtl.zoo.MultiTaskModel, test: pd.DataFrame, batch_size: int) -> Any:
