@@ -93,8 +93,11 @@ def test_trains_under_bf16_mixed_precision(name, census, census_spec, census_tas
     logs = model.train_on_batch(x, y, return_dict=True)
     assert model.dtype_policy.name == "mixed_bfloat16" and np.isfinite(logs["loss"]), logs
     if name in MOE_STYLE:
-        weights = keras.ops.convert_to_numpy(keras.ops.cast(model.gate_weights(x), "float32"))
-        np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-2)  # bf16 keeps 8 bits of mantissa
+        weights = model.gate_weights(x)
+        assert keras.backend.standardize_dtype(weights.dtype) == "float32"  # the gates compute in float32
+        # Keras' MultiHeadAttention takes its softmax in bf16, which keeps 8 bits of mantissa.
+        tolerance = 1e-2 if name == "mha-fusion" else 1e-5
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(weights).sum(-1), 1.0, rtol=tolerance)
 
 
 def test_a_seeded_gate_draws_other_noise_in_every_gate_of_ple(census_spec, census_tasks):

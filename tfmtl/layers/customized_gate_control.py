@@ -130,12 +130,14 @@ class CustomizedGateControl(keras.layers.Layer):
         # (batch, tasks, shared + own, units)
         visible = ops.concatenate([ops.broadcast_to(shared[:, None], every_task), own], axis=2)
         weights = self.task_gates(task_inputs, training=training)  # (batch, tasks, shared + own)
-        outputs = ops.einsum("bte,bteu->btu", weights, visible)
+        # float32 weights (see the gates), mixed in the experts' dtype
+        outputs = ops.einsum("bte,bteu->btu", ops.cast(weights, visible.dtype), visible)
         if self.shared_gate is None:
             return (outputs, self._spread(weights)) if return_gate_weights else outputs
         shared_weights = self.shared_gate(shared_input, training=training)  # (batch, 1, experts)
         everything = ops.concatenate([shared, specific], axis=1)
-        outputs = ops.concatenate([outputs, ops.einsum("bge,beu->bgu", shared_weights, everything)], axis=1)
+        shared_mixture = ops.einsum("bge,beu->bgu", ops.cast(shared_weights, everything.dtype), everything)
+        outputs = ops.concatenate([outputs, shared_mixture], axis=1)
         if not return_gate_weights:
             return outputs
         return outputs, ops.concatenate([self._spread(weights), shared_weights], axis=1)
@@ -154,7 +156,7 @@ class CustomizedGateControl(keras.layers.Layer):
         # In a functional model the output structure depends on return_gate_weights, which shapes alone do not say.
         outputs = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
         rows = self.num_tasks + int(self.shared_output)
-        weights = keras.KerasTensor((inputs.shape[0], rows, self.num_experts), dtype=self.compute_dtype)
+        weights = keras.KerasTensor((inputs.shape[0], rows, self.num_experts), dtype="float32")
         return (outputs, weights) if return_gate_weights else outputs
 
     def get_config(self) -> dict[str, Any]:

@@ -100,17 +100,16 @@ class DSelectKGate(keras.layers.Layer):
         return ops.where(x <= -half, 0.0, ops.where(x >= half, 1.0, cubic))
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        bits = self._smooth_step(self.bit_logits(inputs))  # (batch, gates, k * bits)
+        # In float32 under mixed precision, so that each row of weights sums to 1.
+        bits = self._smooth_step(ops.cast(self.bit_logits(inputs), "float32"))  # (batch, gates, k * bits)
         bits = ops.reshape(bits, (-1, self.num_gates, self.k, 1, self.num_bits))
         codes = ops.convert_to_tensor(self._bits_of_code, dtype=bits.dtype)  # (codes, bits)
         # A selector's weight on a code: product over bits of bit (code bit 1) or 1 - bit (code bit 0).
         selectors = ops.prod(codes * bits + (1.0 - codes) * (1.0 - bits), axis=-1)  # (batch, gates, k, codes)
         selectors = ops.einsum("bgkc,ce->bgke", selectors, ops.convert_to_tensor(self._expert_of_code, selectors.dtype))
-        mixing = ops.softmax(self.selector_logits(inputs), axis=-1)  # (batch, gates, k)
+        mixing = ops.softmax(ops.cast(self.selector_logits(inputs), "float32"), axis=-1)  # (batch, gates, k)
         weights = ops.einsum("bgk,bgke->bge", mixing, selectors)
         if training and self.entropy_weight:
-            # In float32 under mixed precision: Keras adds auxiliary losses to the float32 loss.
-            selectors = ops.cast(selectors, "float32")
             entropy = -ops.sum(selectors * ops.log(selectors + _EPSILON), axis=-1)
             self.add_loss(self.entropy_weight * ops.mean(ops.sum(entropy, axis=(1, 2))))
         return weights

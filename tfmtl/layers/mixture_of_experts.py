@@ -82,7 +82,8 @@ class MixtureOfExperts(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
         experts = self.experts(inputs, training=training)  # (batch, experts, units)
         weights = self.gate(inputs, training=training)  # (batch, gates, experts)
-        mixed = ops.matmul(weights, experts)  # (batch, gates, experts) @ (batch, experts, units)
+        # float32 weights (see the gates), mixed in the experts' dtype: (batch, gates, experts) @ (batch, experts, units)
+        mixed = ops.matmul(ops.cast(weights, experts.dtype), experts)
         if self.num_gates != self.num_tasks:
             mixed = ops.repeat(mixed, self.num_tasks, axis=1)
             weights = ops.repeat(weights, self.num_tasks, axis=1)
@@ -94,7 +95,7 @@ class MixtureOfExperts(keras.layers.Layer):
     def compute_output_spec(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
         # In a functional model the output structure depends on return_gate_weights, which shapes alone do not say.
         mixed = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
-        weights = keras.KerasTensor((inputs.shape[0], self.num_tasks, self.num_experts), dtype=self.compute_dtype)
+        weights = keras.KerasTensor((inputs.shape[0], self.num_tasks, self.num_experts), dtype="float32")
         return (mixed, weights) if return_gate_weights else mixed
 
     def get_config(self) -> dict[str, Any]:

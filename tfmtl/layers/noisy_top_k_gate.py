@@ -90,10 +90,11 @@ class NoisyTopKGate(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        clean = self.logits(inputs)  # (batch, gates, experts)
+        # In float32 under mixed precision, so that each row of weights sums to 1.
+        clean = ops.cast(self.logits(inputs), "float32")  # (batch, gates, experts)
         noisy, stddev = clean, None
         if training and self.noise_scale is not None:
-            stddev = ops.softplus(self.noise_scale(inputs)) + _EPSILON
+            stddev = ops.softplus(ops.cast(self.noise_scale(inputs), "float32")) + _EPSILON
             noisy = clean + keras.random.normal(ops.shape(clean), dtype=clean.dtype, seed=self.seed_generator) * stddev
         top = ops.top_k(noisy, min(self.k + 1, self.num_experts), sorted=True)[0]
         kth = top[..., self.k - 1 : self.k]
@@ -102,13 +103,13 @@ class NoisyTopKGate(keras.layers.Layer):
         if training:
             # Auxiliary losses in float32 under mixed precision: Keras adds them to the float32 loss.
             if self.importance_weight:
-                importance = ops.sum(ops.cast(weights, "float32"), axis=0)
+                importance = ops.sum(weights, axis=0)
                 self.add_loss(self.importance_weight * _squared_variation(importance))
             if self.load_weight and stddev is not None and self.k < self.num_experts:
                 # P(expert e is in the top k if only its own noise were redrawn): it must beat
                 # the k-th best of the other experts, the (k+1)-th overall when e is in the top k.
                 threshold = ops.where(kept, top[..., self.k : self.k + 1], kth)
-                in_top = _normal_cdf(ops.cast(clean - threshold, "float32") / ops.cast(stddev, "float32"))
+                in_top = _normal_cdf((clean - threshold) / stddev)
                 self.add_loss(self.load_weight * _squared_variation(ops.sum(in_top, axis=0)))
         return weights
 

@@ -47,7 +47,8 @@ class SoftmaxGate(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        return ops.softmax(self.logits(inputs), axis=-1)
+        # In float32 under mixed precision, so that each row of weights sums to 1.
+        return ops.softmax(ops.cast(self.logits(inputs), "float32"), axis=-1)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.num_gates, self.num_experts)

@@ -134,11 +134,12 @@ class MHAFusion(MultiTaskModel):
     def gate_weights(self, inputs: Mapping[str, Any]) -> Any:
         """Each task's attention over the tokens (experts, then fields), averaged over heads.
 
-        Returns `(batch, tasks, tokens)` for raw `inputs`; each row sums to 1.
+        Returns `(batch, tasks, tokens)` for raw `inputs`, in float32; each row sums to 1
+        (under mixed precision to within the compute dtype's rounding: Keras'
+        `MultiHeadAttention` takes its softmax in that dtype).
         """
         encoded, fields = self._shared_inputs(inputs, training=False)
         _, scores = self._fuse(encoded, fields, training=False, return_attention_scores=True)
-        # Under mixed precision the scores are bf16/fp16: averaged in float32 the rows sum to 1.
         return ops.mean(ops.cast(scores, "float32"), axis=1)
 
     def get_config(self) -> dict[str, Any]:

@@ -141,10 +141,12 @@ class STEM(MultiTaskModel):
         if self.shared_experts is not None:
             experts = ops.concatenate([self.shared_experts(shared_input, training=training), experts], axis=1)
         gate_input = ops.concatenate([ops.repeat(shared_input[:, None, :], num_tasks, axis=1), task_input], axis=-1)
-        weights = ops.softmax(self.gate(gate_input), axis=-1)  # (batch, tasks, experts)
-        own = ops.convert_to_tensor(self._own, dtype=weights.dtype)
+        # In float32 under mixed precision, so that each row of weights sums to 1; mixed in the experts' dtype.
+        weights = ops.softmax(ops.cast(self.gate(gate_input), "float32"), axis=-1)  # (batch, tasks, experts)
+        mixing = ops.cast(weights, experts.dtype)
+        own = ops.convert_to_tensor(self._own, dtype=mixing.dtype)
         # All forward, task-specific backward: the same mixture, with gradients only to own and shared experts.
-        mixed = ops.matmul(weights * own, experts) + ops.matmul(weights * (1.0 - own), ops.stop_gradient(experts))
+        mixed = ops.matmul(mixing * own, experts) + ops.matmul(mixing * (1.0 - own), ops.stop_gradient(experts))
         return mixed, weights
 
     def task_representations(self, inputs: Mapping[str, Any], training: bool | None = None) -> Any:
