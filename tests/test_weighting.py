@@ -81,6 +81,22 @@ def test_mgda_weights_are_the_exact_min_norm_point_for_several_tasks():
         np.testing.assert_allclose(reach[weights > 1e-4], norm, rtol=1e-3, atol=1e-4 * (g * g).sum(1).max())
 
 
+def test_mgda_finds_the_zero_combination_of_conflicting_gradients():
+    """Where a convex combination of the gradients is 0 (the Gram matrix is singular), that is the min-norm point."""
+    cases = {
+        "opposite": ([[2.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], [1 / 3, 2 / 3]),
+        "zero inside the hull": ([[1.0, 0.0, 0.0], [-0.5, 0.8, 0.0], [-0.5, -0.8, 0.0]], [1 / 3, 1 / 3, 1 / 3]),
+    }
+    for name, (g, expected) in cases.items():
+        combined, weights = combine(MGDA(), g)
+        np.testing.assert_allclose(weights, expected, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(combined, 0.0, atol=1e-5, err_msg=name)
+    for eps in (1e-3, 1e-5):  # nearly stationary: a small step that lowers no task's loss less than |d|^2
+        g = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-0.5, -0.5, eps]])
+        combined, weights = combine(MGDA(), g.tolist())
+        np.testing.assert_allclose(weights, [0.25, 0.25, 0.5], atol=1e-4)
+        assert np.linalg.norm(combined) == pytest.approx(eps / 2, rel=1e-2)
+
 def test_cagrad_with_c_zero_is_the_average_gradient():
     g = [[1.0, -2.0, 0.5], [-3.0, 1.0, 2.0]]
     combined, _ = combine(CAGrad(c=0.0), g)

@@ -82,7 +82,7 @@ class MixtureOfExperts(keras.layers.Layer):
     def call(self, inputs: Any, training: bool | None = None, return_gate_weights: bool = False) -> Any:
         experts = self.experts(inputs, training=training)  # (batch, experts, units)
         weights = self.gate(inputs, training=training)  # (batch, gates, experts)
-        # float32 weights (see the gates), mixed in the experts' dtype: (batch, gates, experts) @ (batch, experts, units)
+        # float32 weights (see the gates) mixed in the experts' dtype: (batch, gates, experts) @ (batch, experts, u)
         mixed = ops.matmul(ops.cast(weights, experts.dtype), experts)
         if self.num_gates != self.num_tasks:
             mixed = ops.repeat(mixed, self.num_tasks, axis=1)

@@ -46,21 +46,33 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
 
 
 def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
-    """The min-norm simplex weights, from the stationary point of every support that lies in `active`."""
+    """The min-norm simplex weights, from the stationary point of every support that lies in `active`.
+
+    On a support `S` the stationary point of `w^T G w` with `sum(w) = 1` solves the
+    bordered system `[[G_S, 1], [1^T, 0]] [w; mu] = [0; 1]`, which stays regular where
+    `G_S` is singular but a combination of its gradients is zero (`w` is then that
+    combination and `|d| = 0`, the Pareto-stationary case MGDA converges to).
+    """
     num_tasks = gram.shape[0]
     supports = np.array([[(s >> t) & 1 for t in range(num_tasks)] for s in range(1, 2**num_tasks)], np.float64)
     masks = tf.constant(supports)  # (supports, tasks)
-    # In units of the largest squared gradient norm, so that the identity padding below has the same scale.
+    # In units of the largest squared gradient norm, so that the identity padding and the border have its scale.
     g = tf.cast(gram, tf.float64)
     g = g / tf.maximum(tf.reduce_max(tf.linalg.diag_part(g)), 1e-300)
-    # G restricted to each support, the identity elsewhere: its pseudo-inverse solves G_S u = 1 on S, u = 0 off S.
+    # G restricted to each support, the identity elsewhere (w_t = 0 off the support), bordered by the constraint.
     restricted = g * masks[:, :, None] * masks[:, None, :] + tf.linalg.diag(1.0 - masks)
-    u = tf.linalg.matvec(tf.linalg.pinv(restricted, rcond=1e-7), masks)
-    total = tf.reduce_sum(u, axis=1, keepdims=True)
-    weights = u / tf.where(total > 0, total, 1.0)
+    bordered = tf.concat(
+        [tf.concat([restricted, masks[:, :, None]], axis=2),
+         tf.concat([masks[:, None, :], tf.zeros_like(masks[:, :1, None])], axis=2)],
+        axis=1,
+    )  # fmt: skip
+    right_side = tf.one_hot(num_tasks, num_tasks + 1, dtype=tf.float64)
+    weights = tf.linalg.matvec(tf.linalg.pinv(bordered, rcond=1e-10), right_side)[:, :num_tasks]
+    total = tf.reduce_sum(weights, axis=1, keepdims=True)
+    weights = weights / tf.where(tf.abs(total) > 1e-6, total, 1.0)
     norms = tf.einsum("kt,ts,ks->k", weights, g, weights)
     feasible = (
-        (total[:, 0] > 0)
+        (tf.abs(total[:, 0] - 1.0) < 1e-6)
         & tf.reduce_all(weights >= -1e-9, axis=1)
         & tf.reduce_all(tf.logical_or(supports == 0, active[None, :]), axis=1)
     )
@@ -77,8 +89,9 @@ class MGDA(TaskWeighting):
     The weights solve `min_w |sum_t w_t g_t|^2` over the simplex (Sener & Koltun,
     "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018), here on the
     gradients of all shared parameters. With `normalize="loss"` each gradient is
-    divided by its task's loss first (their "loss+" variant), making the weights
-    independent of the losses' scales.
+    divided by its task's loss first (their "loss" normalisation), with `"l2"` by its
+    norm, making the weights independent of the losses' scales; the update is then
+    the weighted sum of the normalised gradients (as in LibMTL), not of the raw ones.
 
     Example:
 
