@@ -107,6 +107,20 @@ def test_cagrad_with_c_zero_is_the_average_gradient():
     assert min(g @ combined) > min(g @ g.mean(0)) - 1e-6
 
 
+def test_cagrad_solves_its_dual_exactly_when_gradient_norms_differ():
+    """The dual min_w g_w.g0 + c|g0||g_w| over the simplex, checked by a grid search; norms 1 to 30 apart."""
+    g = np.array([[30.0, 2.0, -1.0, 0.0], [-1.0, 1.0, 0.5, 0.2], [0.3, -2.0, 4.0, 1.0]])
+    g0 = g.mean(0)
+    radius = 0.5 * np.linalg.norm(g0)
+    grid = np.array([(a, b, 1 - a - b) for a in np.linspace(0, 1, 401) for b in np.linspace(0, 1, 401) if a + b <= 1])
+    dual = grid @ g @ g0 + radius * np.linalg.norm(grid @ g, axis=1)
+    w = grid[np.argmin(dual)]
+    g_w = w @ g
+    expected = (g0 + radius * g_w / np.linalg.norm(g_w)) / 1.25
+    combined, _ = combine(CAGrad(c=0.5), g.tolist())
+    np.testing.assert_allclose(combined, expected, rtol=2e-2, atol=2e-2 * np.linalg.norm(expected))
+    assert min(g @ combined) == pytest.approx(min(g @ expected), rel=2e-2)
+
 def test_aligned_mtl_on_orthogonal_gradients():
     combined, weights = combine(AlignedMTL(), [[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     # Each gradient rescaled to the smallest norm, then summed.

@@ -45,6 +45,11 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
     return weights
 
 
+def support_masks(num_tasks: int) -> np.ndarray:
+    """Every non-empty subset of the tasks as a 0/1 row, `(2^num_tasks - 1, num_tasks)`: supports of simplex weights."""
+    return np.array([[(s >> t) & 1 for t in range(num_tasks)] for s in range(1, 2**num_tasks)], np.float64)
+
+
 def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
     """The min-norm simplex weights, from the stationary point of every support that lies in `active`.
 
@@ -54,7 +59,7 @@ def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tens
     combination and `|d| = 0`, the Pareto-stationary case MGDA converges to).
     """
     num_tasks = gram.shape[0]
-    supports = np.array([[(s >> t) & 1 for t in range(num_tasks)] for s in range(1, 2**num_tasks)], np.float64)
+    supports = support_masks(num_tasks)
     masks = tf.constant(supports)  # (supports, tasks)
     # In units of the largest squared gradient norm, so that the identity padding and the border have its scale.
     g = tf.cast(gram, tf.float64)
