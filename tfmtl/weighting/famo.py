@@ -27,7 +27,9 @@ class FAMO(TaskWeighting):
     loss fell and `J` the softmax's Jacobian: the task whose loss falls slower gets
     more weight (Liu, Liu, Jin, Stone and Liu, "FAMO: Fast Adaptive Multitask
     Optimization", NeurIPS 2023, with the authors' defaults). No per-task gradient is
-    needed. As there, consecutive steps' losses come from different batches; a task
+    needed. The authors' trainers measure `delta` on one batch, evaluating it again
+    after the step; here consecutive steps' losses (of different batches) give it,
+    which saves that forward pass at the cost of batch noise in `delta`. A task
     without labels in a batch is left out of that step's weights and update.
 
     The logits and the previous losses are `keras.Variable`s saved with the model;
@@ -90,6 +92,11 @@ class FAMO(TaskWeighting):
         gradient = tf.where(tf.reduce_any(both), gradient, tf.zeros_like(gradient))
         # The gradient is the same on every replica, and the optimizer sums over replicas.
         self.optimizer.apply([gradient / replicas.num_replicas()], [self.logits])
+        # A step with nothing to measure moved nothing (Adam's moments stay 0): it does not count as one of
+        # Adam's steps, whose bias correction would otherwise shrink the first real move by a quarter.
+        # (No tf.cond around `apply`: under tf.distribute it synchronises replicas, which a branch may not.)
+        iterations = self.optimizer.iterations
+        iterations.assign(tf.where(tf.reduce_any(both), iterations, iterations - 1))
         self.previous_losses.assign(tf.where(losses > 0, losses, self.previous_losses))
 
     def get_config(self) -> dict[str, Any]:
