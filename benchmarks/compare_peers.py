@@ -20,8 +20,9 @@ A peer whose environment is missing is skipped, with a note in the table
 (`--deepctr-python`, `--rechub-python` point elsewhere).
 
 What is measured, per system and seed, each run in its own subprocess
-(`benchmarks/peers/*_runner.py`), interleaved (tfmtl, DeepCTR, torch-rechub, tfmtl,
-...) so that machine noise hits all alike:
+(`benchmarks/peers/*_runner.py`), interleaved (tfmtl, DeepCTR, torch-rechub, then
+DeepCTR, torch-rechub, tfmtl, ...: each seed starts one system later) so that machine
+noise hits all alike:
 - Data: the bundled Census-Income files (199,523 training, 99,762 test rows), tasks
   income > 50K and never married. Features are what tfmtl infers from the training
   data: 33 categoricals (vocabularies from train) and 6 numbers (standardised with
@@ -249,12 +250,14 @@ def run_system(system: str, args: argparse.Namespace, data: Path, options: list[
 
 
 def comparison_runs(args, systems, data: Path, meta: dict, scratch: Path, progress: Path) -> list[dict]:
-    """Every model x seed x system, interleaved by system within each seed; AUCs from the saved predictions."""
+    """Every model x seed x system, the systems in turn within each seed (rotated); AUCs from the saved predictions."""
     test_labels = np.load(data / "arrays.npz")["test__labels"]
     runs = []
     for model in args.models:
-        for seed in args.seeds:
-            for system in systems:
+        for round_index, seed in enumerate(args.seeds):
+            # Each seed starts one system later, so no system always runs first (or last) on the machine.
+            shift = round_index % len(systems)
+            for system in systems[shift:] + systems[:shift]:
                 predictions = scratch / f"{system}-{model}-{seed}.npy"
                 options = ["--model", model, "--seed", str(seed), "--predictions", str(predictions),
                            "--predict-batch-size", str(args.predict_batch_size)]
@@ -326,6 +329,7 @@ def summarise(runs: list[dict], model: str, systems: list[str], tasks: list[str]
             continue
         summary[system] = {
             "versions": ok[0]["versions"],
+            "seeds": [r["seed"] for r in ok],  # those that finished: a failed run is left out of the means
             "train_examples_per_second": mean_std([r["train_examples_per_second"] for r in ok]),
             "predict_examples_per_second": mean_std([r["predict_examples_per_second"] for r in ok]),
             "peak_rss_mb": mean_std([r["peak_rss_mb"] for r in ok]),
@@ -419,7 +423,9 @@ def markdown(report: dict) -> str:
                   + " | training examples/s | prediction examples/s | peak RSS MB | RSS after imports MB | fit s | first predict s |",
                   "|---|" + "---|" * (len(tasks) + 6)]
         for system, s in summary.items():
-            lines.append(f"| {LABELS[system]} ({versions_text(s['versions'])}) | "
+            finished = ", ".join(map(str, s["seeds"]))
+            partial = "" if len(s["seeds"]) == len(report["seeds"]) else f"; seeds {finished} only"
+            lines.append(f"| {LABELS[system]} ({versions_text(s['versions'])}{partial}) | "
                          + " | ".join(fmt(s[f"{t}_auc"], 4, False) for t in tasks)
                          + f" | {fmt(s['train_examples_per_second'])} | {fmt(s['predict_examples_per_second'])}"
                          f" | {fmt(s['peak_rss_mb'])} | {fmt(s['import_rss_mb'])} | {fmt(s['fit_seconds'], 1)} | {fmt(s['predict_cold_seconds'], 1)} |")
@@ -442,7 +448,8 @@ def markdown(report: dict) -> str:
             lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in report["targets"]]
     lines += roofline_markdown(report)
     lines += scaling_markdown(report)
-    lines += ["", "## Notes", ""] + [f"- {note}" for note in NOTES]
+    batch = report.get("predict_batch_size", 8192)  # reports written before it was recorded used 8192
+    lines += ["", "## Notes", ""] + [f"- {note.format(predict_batch_size=batch)}" for note in NOTES]
     return "\n".join(lines) + "\n"
 
 
@@ -453,7 +460,8 @@ NOTES = [
     "encoded beforehand (category ids with 0 for unseen values, numbers standardised with training statistics).",
     "Fit time is the whole `fit` (tfmtl, DeepCTR: graph tracing included) or torch-rechub's `MTLTrainer` epoch "
     "loop without its per-epoch validation. Prediction examples/s: the second of two calls of each library's own "
-    "predict over the test set at batch 8192; the first call, graph tracing included, is 'first predict s'.",
+    "predict over the test set at batch {predict_batch_size}; the first call, graph tracing included, is "
+    "'first predict s'.",
     "tfmtl trains with its recipe's `steps_per_execution`; DeepCTR with embedding L2 set to 0 (its default is "
     "1e-5) so all minimise the same loss; torch-rechub's MLPs carry BatchNorm after every linear layer and its "
     "loss is the mean of the task losses (its design).",
@@ -594,9 +602,10 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tfmtl"], cwd=HERE.parent, capture_output=True,
-                               text=True).stdout.strip()
-        return head + (" with uncommitted changes under tfmtl/" if dirty else "")
+        # The library, the runners and this script: any of them changes what is measured.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "tfmtl", "benchmarks"], cwd=HERE.parent,
+                               capture_output=True, text=True).stdout.strip()
+        return head + (" with uncommitted changes under tfmtl/ or benchmarks/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -666,6 +675,7 @@ def main(argv: list[str] | None = None) -> Path:
         "load_average": [load_start, os.getloadavg()[0]],
         "commit": commit,
         "seeds": args.seeds,
+        "predict_batch_size": args.predict_batch_size,
         "train_rows": len(train),
         "test_rows": len(test),
         "tasks": tasks,

@@ -74,6 +74,22 @@ def test_compare_peers_on_a_tiny_slice_writes_its_table_plots_and_json(census_fu
         "roofline.png", "scaling_batch_size.png", "scaling_experts.png", "scaling_tasks.png", "throughput.png"]
 
 
+def test_compare_peers_rotates_which_system_runs_first_from_seed_to_seed(monkeypatch, tmp_path):
+    import argparse
+
+    np.savez(tmp_path / "arrays.npz", test__labels=np.zeros((2, 2)))
+    order = []
+
+    def run_system(system, args, data, options, timeout):
+        order.append(system)
+        return {"system": system, "error": "not run in this test", "options": options}
+
+    monkeypatch.setattr(compare_peers, "run_system", run_system)
+    args = argparse.Namespace(models=["mmoe"], seeds=[1, 2, 3], predict_batch_size=8192, timeout=1)
+    systems = ["tfmtl", "deepctr", "torch-rechub"]
+    compare_peers.comparison_runs(args, systems, tmp_path, {"tasks": ["a", "b"]}, tmp_path, tmp_path / "runs.json")
+    assert order == [*systems, *systems[1:], systems[0], systems[2], *systems[:2]]
+
 def test_step_profile_on_a_tiny_slice_writes_its_table(tmp_path):
     import step_profile
 
