@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmtl.cli.main import main  # noqa: E402
-from tfmtl.data import write_json  # noqa: E402
+from tfmtl.data import write_atomically, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,9 @@ def main_benchmark() -> None:
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "tune_census"))
     args = parser.parse_args()
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        # `tfmtl tune` would continue the search there: its budget and time would not be this run's.
+        parser.error(f"--out: {out} is not empty; the stated budget needs a fresh search folder")
     search_seconds = timed([
         "tune", "--dataset", "census-income", "--tuner", args.tuner, "--max-trials", str(args.max_trials),
         "--epochs", str(args.epochs), "--data-fraction", str(args.data_fraction), "--out", str(out), "--verbose", "1",
@@ -76,10 +79,11 @@ def main_benchmark() -> None:
         for name, r in results.items()
     ]
     table = "\n".join(["| recipe | income AUC | marital AUC | mean AUC | train s |", "|---|---|---|---|---|", *rows])
-    Path(f"{args.results}.md").write_text(
+    text = (
         f"Command: `{record['command']}`\n\nSearch: {args.tuner}, {args.max_trials} trials x {args.epochs} epochs x "
         f"{args.data_fraction:g} of the search rows, {search_seconds:.0f} s.\n\n{table}\n"
     )
+    write_atomically(f"{args.results}.md", lambda path: Path(path).write_text(text))
     print(table)
 
 
