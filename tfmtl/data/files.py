@@ -68,6 +68,14 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> Pa
 
     The temporary file or folder sits beside `path`, so the final rename is atomic;
     an interrupted run leaves no half-written file under the final name.
+
+    Example:
+
+    ```python
+    import pandas as pd
+    scores = pd.DataFrame({"score": [0.1, 0.9]})
+    write_atomically("scores.csv", lambda temporary: scores.to_csv(temporary, index=False))
+    ```
     """
     path = Path(path)
     make_folder(path.parent)
@@ -88,7 +96,14 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], Any]) -> Pa
 
 
 def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """Writes `value` as indented JSON to `path`, atomically."""
+    """Writes `value` as indented JSON to `path`, atomically.
+
+    Example:
+
+    ```python
+    write_json("metrics.json", {"income_auc": 0.948})   # Path("metrics.json")
+    ```
+    """
 
     def write(temporary: str) -> None:
         with open(temporary, "w") as f:

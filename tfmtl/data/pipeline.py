@@ -24,6 +24,16 @@ def model_arrays(
     Inputs are keyed by feature name, labels and weights by task name; weights are
     only there when a task has a `sample_weight` column. Bad columns raise
     `InputError` naming the column.
+
+    Example:
+
+    ```python
+    train, _ = tfmtl.datasets.census_income()
+    tasks = [tfmtl.Task("income", "binary"), tfmtl.Task("marital", "binary")]
+    features = tfmtl.FeatureSpec.infer(train, exclude=["income", "marital"])
+    inputs, labels = model_arrays(train.head(100), features, tasks)
+    labels["income"].shape   # (100,)
+    ```
     """
     _check_frame(df)
     return (features.input_arrays(df), *target_arrays(df, tasks))

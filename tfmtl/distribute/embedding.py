@@ -14,7 +14,14 @@ _SPARSECORE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Context
 
 
 def embedding_backend(distribution: tf.distribute.Strategy | None = None) -> str:
-    """`"sparsecore"` under a TPUStrategy whose chips have SparseCore and with keras-rs installed, else `"keras"`."""
+    """`"sparsecore"` under a TPUStrategy whose chips have SparseCore and with keras-rs installed, else `"keras"`.
+
+    Example:
+
+    ```python
+    embedding_backend()   # "keras" on CPUs and GPUs
+    ```
+    """
     distribution = distribution or tf.distribute.get_strategy()
     if not isinstance(distribution, tf.distribute.TPUStrategy):
         return "keras"
@@ -35,6 +42,13 @@ def sparsecore_tables(batch_size_per_host: int, optimizer: Any = "adam") -> Iter
     (`batch_size_per_host` times the fields per example) and the optimizer that updates
     the table there (SGD, Adagrad, Adam or FTRL; the model's optimizer updates
     everything else). `tfmtl train --strategy tpu` sets both.
+
+    Example:
+
+    ```python
+    with strategy.scope(), sparsecore_tables(batch_size_per_host=4096):   # strategy: a TPUStrategy
+        model = tfmtl.zoo.MMoE(features, tasks)
+    ```
     """
     token = _SPARSECORE.set({"batch_size_per_host": int(batch_size_per_host), "optimizer": optimizer})
     try:
@@ -58,6 +72,14 @@ def embedding_table(
     SparseCore, where it is a `SparseCoreEmbedding` (keras-rs `DistributedEmbedding`,
     the table sharded over the SparseCores). `ids_per_example=None` (a variable number
     of ids, as in pooled list features) always gets `keras.layers.Embedding`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    table = embedding_table(1000, 8, ids_per_example=3)
+    table(np.array([[1, 2, 3]])).shape   # (1, 3, 8)
+    ```
     """
     settings = _SPARSECORE.get()
     if settings is None or ids_per_example is None or embedding_backend() != "sparsecore":

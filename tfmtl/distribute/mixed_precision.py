@@ -19,6 +19,12 @@ def policy_name(mode: str) -> str:
 
     With `fp16`, `compile` wraps the optimizer in Keras' `LossScaleOptimizer` (dynamic
     loss scaling), which tfmtl's training step uses through `optimizer.scale_loss`.
+
+    Example:
+
+    ```python
+    policy_name("bf16")   # "mixed_bfloat16"
+    ```
     """
     if mode not in POLICIES:
         raise InputError(f"--mixed-precision: unknown mode {mode!r}, expected one of {', '.join(POLICIES)}")

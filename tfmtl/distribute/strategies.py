@@ -117,7 +117,14 @@ def tpu_strategy(tpu: str | None = None) -> tf.distribute.TPUStrategy:
 
 
 def num_workers(distribution: tf.distribute.Strategy) -> int:
-    """How many processes (workers or TPU hosts) run the program under `distribution`."""
+    """How many processes (workers or TPU hosts) run the program under `distribution`.
+
+    Example:
+
+    ```python
+    num_workers(tf.distribute.get_strategy())   # 1
+    ```
+    """
     extended = distribution.extended
     if isinstance(distribution, tf.distribute.TPUStrategy):
         return int(extended.num_hosts)
@@ -125,12 +132,27 @@ def num_workers(distribution: tf.distribute.Strategy) -> int:
 
 
 def is_chief(distribution: tf.distribute.Strategy | None = None) -> bool:
-    """Whether this process writes shared outputs (models, metrics, backups): true but on non-chief workers."""
+    """Whether this process writes shared outputs (models, metrics, backups): true but on non-chief workers.
+
+    Example:
+
+    ```python
+    is_chief()   # True in a single process
+    ```
+    """
     return bool((distribution or tf.distribute.get_strategy()).extended.should_checkpoint)
 
 
 def describe(distribution: tf.distribute.Strategy, global_batch_size: int) -> str:
-    """One line saying what runs where and what the batch size means, printed when training starts."""
+    """One line saying what runs where and what the batch size means, printed when training starts.
+
+    Example:
+
+    ```python
+    describe(tf.distribute.get_strategy(), 1024)
+    # 'strategy _DefaultDistributionStrategy: 1 worker(s), 1 replica(s) in sync; batch size 1024 is ...'
+    ```
+    """
     replicas = distribution.num_replicas_in_sync
     workers = num_workers(distribution)
     per_replica, rest = divmod(global_batch_size, replicas)

@@ -30,6 +30,13 @@ def serving_archive(model: Any) -> tuple[keras.export.ExportArchive, dict[str, t
 
     The signatures are explicit: Keras' default export of a model with dict inputs
     names them `args_0`, `args_0_1`, ... and guesses float32 for string features.
+
+    Example:
+
+    ```python
+    archive, outputs = serving_archive(model)   # a compiled or trained MultiTaskModel
+    archive.write_out("serving/mmoe/1")   # what model.export does, without the warm-up and the checks
+    ```
     """
     spec = model.feature_spec
     output_names: dict[str, str] = {}

@@ -50,6 +50,14 @@ def serialize_examples(spec: FeatureSpec, inputs: Mapping[str, np.ndarray]) -> l
 
     Missing values (NaN, the empty string, an empty list) are left out of the
     example, which is how a client sends a missing feature.
+
+    Example:
+
+    ```python
+    train, _ = tfmtl.datasets.census_income()
+    features = tfmtl.FeatureSpec.infer(train, exclude=["income", "marital"])
+    examples = serialize_examples(features, features.input_arrays(train.head(2)))   # two serialized tf.Examples
+    ```
     """
     rows = len(next(iter(inputs.values())))
     examples = [tf.train.Example() for _ in range(rows)]

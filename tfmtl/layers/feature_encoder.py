@@ -111,7 +111,7 @@ class FeatureEncoder(keras.layers.Layer):
         Example:
 
         ```python
-        encoder.preprocess(spec.input_arrays(df))   # {"embedding_8d/ids": ..., "numeric/values": ...}
+        encoder.preprocess(spec.input_arrays(df))   # {"embedding_4d/ids": ..., "numeric/values": ...}
         ```
         """
         out: dict[str, tf.Tensor] = {}

@@ -54,7 +54,17 @@ def front_columns(tasks: Sequence[Task], objective: TaskObjective) -> tuple[list
 
 
 def format_leaderboard(table: pd.DataFrame, top: int = 10) -> str:
-    """The first `top` rows as aligned text, numbers to 4 decimals."""
+    """The first `top` rows as aligned text, numbers to 4 decimals.
+
+    Example:
+
+    ```python
+    import pandas as pd
+    table = pd.DataFrame({"trial": ["0", "1"], "objective": [0.9675, 0.9700], "val_income_auc": [0.941, 0.948],
+                          "val_marital_auc": [0.994, 0.992], "pareto": [True, True]})   # as leaderboard() gives
+    print(format_leaderboard(table))
+    ```
+    """
     shown = table.head(top).copy()
     shown["pareto"] = shown["pareto"].map({True: "*", False: ""})
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")

@@ -48,6 +48,14 @@ def plot_pareto_front(table: pd.DataFrame, columns: Sequence[str], directions: S
     """Writes a PNG: every trial on each pair of `columns`, the front highlighted, atomically.
 
     `table` has the `columns` and a boolean `pareto` column (see `leaderboard`).
+
+    Example:
+
+    ```python
+    import pandas as pd
+    table = pd.DataFrame({"val_income_auc": [0.941, 0.948, 0.945], "val_marital_auc": [0.994, 0.992, 0.995]})
+    plot_pareto_front(table, ["val_income_auc", "val_marital_auc"], ["max", "max"], "pareto.png")
+    ```
     """
     import matplotlib
 

@@ -61,6 +61,30 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
         dropout: dropout rate in the body and towers.
         fused_embeddings: one embedding table per embedding size (default) or one
             table per feature.
+
+    Example (a new architecture: a body, and its arguments in `get_config`):
+
+    ```python
+    @keras.saving.register_keras_serializable(package="my_models")
+    class OneLayerBottom(MultiTaskModel):
+        def __init__(self, features, tasks, units=64, **kwargs):
+            super().__init__(features, tasks, **kwargs)
+            self.units = units
+            self.bottom = keras.layers.Dense(units, activation="relu", name="bottom")
+            self.build()
+
+        def build_body(self, input_shape):
+            self.bottom.build(input_shape)
+            return self.bottom.compute_output_shape(input_shape)
+
+        def body(self, encoded, training=None):
+            return self.bottom(encoded)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    model = OneLayerBottom(features, tasks, units=32)   # compiles, trains, saves and reloads like the zoo's
+    ```
     """
 
     # A chained task's tower gives its probability given its parent's step and its output is the
