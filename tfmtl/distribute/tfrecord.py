@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfmtl.data.files import write_json
+from tfmtl.data.files import write_atomically, write_json
 from tfmtl.errors import InputError
 from tfmtl.features.spec import holds_sequences
 
@@ -117,24 +115,20 @@ def write_tfrecords(
     columns = [df[name].to_numpy(dtype=object) for name in df.columns]
     suffix = ".tfrecord.gz" if compression == "GZIP" else ".tfrecord"
     names = [f"part-{i:05d}-of-{shards:05d}{suffix}" for i in range(shards)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The shards and the schema go to a hidden folder beside `out`, renamed into place when
-    # whole: an interrupted run leaves no folder under the final name that a rerun refuses.
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+
+    def write(folder: str) -> None:
+        os.mkdir(folder)
         for shard, name in enumerate(names):
-            with tf.io.TFRecordWriter(str(partial / name), options=compression) as writer:
+            with tf.io.TFRecordWriter(os.path.join(folder, name), options=compression) as writer:
                 for row in range(shard, len(df), shards):
                     features = b"".join(encode(column[row]) for encode, column in zip(encoders, columns))
                     writer.write(b"\x0a" + _varint(len(features)) + features)  # Example.features, field 1
-        write_json(partial / SCHEMA_FILE, {"columns": kinds, "rows": len(df), "compression": compression,
-                                           "files": names})  # fmt: skip
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        write_json(os.path.join(folder, SCHEMA_FILE), {"columns": kinds, "rows": len(df), "compression": compression,
+                                                       "files": names})  # fmt: skip
+
+    # Shards and schema in a hidden folder renamed into place when whole (over `out` if it is an
+    # empty folder): an interrupted run leaves nothing under the final name for a rerun to refuse.
+    write_atomically(out, write)
     return [out / name for name in names]
 
 
