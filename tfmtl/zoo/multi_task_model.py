@@ -25,7 +25,6 @@ from tfmtl.weighting.base import TaskWeighting
 from tfmtl.weighting.conflict import gradient_cosines
 
 
-
 class Labelled(NamedTuple):
     """One task's labels in a batch, as its loss and metrics read them."""
 
@@ -33,6 +32,7 @@ class Labelled(NamedTuple):
     weight: Any  # the example's sample weight, 0 where its label is missing
     count: Any  # labelled examples in the global batch
     present: Any  # 1.0 where the label is there, whatever the sample weight
+
 
 @keras.saving.register_keras_serializable(package="tfmtl")
 class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
@@ -241,28 +241,29 @@ class MultiTaskModel(MultiWorkerFitWorkaround, keras.Model):
 
     def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> dict[str, Any]:
         steps = self._step_logits(inputs, training)
-        logits = self._entire_space_logits(steps)
-        outputs = {task.name: task.predictions(z) for task, z in zip(self.tasks, logits)}
-        if self.chain_product:
-            # The product itself rather than the sigmoid of its logit: rounding a product by a
-            # factor <= 1 never exceeds the parent, so p(child) <= p(parent) holds exactly even
-            # where a step saturates (the sigmoid of the logit could exceed it by an ulp there).
-            for chain in sorted(task_chains(self.tasks), key=len):
-                if len(chain) > 1:
-                    parent, child = self.tasks[chain[-2]], self.tasks[chain[-1]]
-                    outputs[child.name] = outputs[parent.name] * ops.sigmoid(steps[chain[-1]])
-        return {**outputs, **self._conditional_outputs(steps, logits)}
-
-    def _conditional_outputs(self, steps: list, logits: list) -> dict[str, Any]:
-        """Each chained task's probability given its parent's step, named `task.conditional_output`."""
-        index = {task.name: i for i, task in enumerate(self.tasks)}
-        return {
-            task.conditional_output: ops.sigmoid(steps[i])
-            if self.chain_product
-            else conditional_probability(logits[i], logits[index[task.parent]])
-            for i, task in enumerate(self.tasks)
-            if task.parent is not None
-        }
+        if not self.chain_product:
+            # Each tower predicts its task's entire-space probability; a chained task's conditional one follows.
+            index = {task.name: i for i, task in enumerate(self.tasks)}
+            outputs = {task.name: task.predictions(z) for task, z in zip(self.tasks, steps)}
+            conditional = {
+                task.conditional_output: conditional_probability(steps[i], steps[index[task.parent]])
+                for i, task in enumerate(self.tasks)
+                if task.parent is not None
+            }
+            return {**outputs, **conditional}
+        # A chained task's output is its parent's times its own step's probability (ESMM), the product
+        # itself rather than the sigmoid of its log-space logit (which the losses read): rounding a product
+        # by a factor <= 1 never exceeds the parent, so p(child) <= p(parent) holds exactly.
+        outputs, conditional = {}, {}
+        for chain in sorted(task_chains(self.tasks), key=len):  # parents before their children
+            task, z = self.tasks[chain[-1]], steps[chain[-1]]
+            if len(chain) == 1:
+                outputs[task.name] = task.predictions(z)
+            else:
+                conditional[task.conditional_output] = ops.sigmoid(z)
+                outputs[task.name] = outputs[self.tasks[chain[-2]].name] * conditional[task.conditional_output]
+        named = [task.conditional_output for task in self.tasks if task.parent is not None]
+        return {**{task.name: outputs[task.name] for task in self.tasks}, **{name: conditional[name] for name in named}}
 
     # ----- training -----------------------------------------------------------------
     def compile(
