@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmtl.weighting.base import TaskWeighting
-from tfmtl.weighting.mgda import EXACT_MAX_TASKS, support_masks
+from tfmtl.weighting.simplex import EXACT_MAX_TASKS, best_feasible, support_masks
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
@@ -96,7 +95,8 @@ def _exact_dual_weights(gram: tf.Tensor, radius: tf.Tensor) -> tf.Tensor:
     masks = tf.constant(support_masks(num_tasks))  # (supports, tasks)
     g = tf.cast(gram, tf.float64)
     r = tf.cast(radius, tf.float64)
-    b = tf.linalg.matvec(g, tf.fill([num_tasks], tf.constant(1.0 / num_tasks, tf.float64))) * masks  # (supports, tasks)
+    mean = tf.fill([num_tasks], tf.constant(1.0 / num_tasks, tf.float64))
+    b = tf.linalg.matvec(g, mean) * masks  # (supports, tasks)
     # G restricted to each support, the identity elsewhere; its pseudo-inverse keeps u, v at 0 off the support.
     restricted = g * masks[:, :, None] * masks[:, None, :] + tf.linalg.diag(1.0 - masks)
     inverse = tf.linalg.pinv(restricted, rcond=1e-10)
@@ -115,8 +115,5 @@ def _exact_dual_weights(gram: tf.Tensor, radius: tf.Tensor) -> tf.Tensor:
         & tf.reduce_all(weights >= -1e-9, axis=1)
         & (tf.abs(tf.reduce_sum(weights, 1) - 1.0) < 1e-6)
     )
-    best = tf.argmin(tf.where(feasible, objective, np.inf))
-    weights = tf.maximum(tf.gather(weights, best), 0.0)
-    weights = tf.cast(weights / tf.reduce_sum(weights), gram.dtype)
     # No feasible stationary point (degenerate gradients): the average gradient's weights.
-    return tf.where(tf.reduce_any(feasible), weights, tf.fill([num_tasks], 1.0 / num_tasks))
+    return best_feasible(weights, objective, feasible, tf.fill([num_tasks], tf.constant(1.0 / num_tasks, gram.dtype)))

@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfmtl.weighting.base import TaskWeighting
-
-
-# Up to this many tasks the min-norm problem is solved exactly, over every support of the weights
-# (2^tasks - 1 small linear systems in one batch); beyond, by Frank-Wolfe.
-EXACT_MAX_TASKS = 10
+from tfmtl.weighting.simplex import EXACT_MAX_TASKS, best_feasible, support_masks
 
 
 def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
@@ -43,11 +38,6 @@ def min_norm_weights(gram: tf.Tensor, iterations: int = 50) -> tf.Tensor:
         gamma = tf.clip_by_value(-tf.tensordot(weights, gd, 1) / tf.maximum(tf.tensordot(d, gd, 1), 1e-20), 0.0, 1.0)
         weights = weights + gamma * d
     return weights
-
-
-def support_masks(num_tasks: int) -> np.ndarray:
-    """Every non-empty subset of the tasks as a 0/1 row, `(2^num_tasks - 1, num_tasks)`: supports of simplex weights."""
-    return np.array([[(s >> t) & 1 for t in range(num_tasks)] for s in range(1, 2**num_tasks)], np.float64)
 
 
 def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
@@ -81,10 +71,7 @@ def _exact_min_norm_weights(gram: tf.Tensor, active: tf.Tensor, uniform: tf.Tens
         & tf.reduce_all(weights >= -1e-9, axis=1)
         & tf.reduce_all(tf.logical_or(supports == 0, active[None, :]), axis=1)
     )
-    best = tf.argmin(tf.where(feasible, norms, np.inf))
-    weights = tf.maximum(tf.gather(weights, best), 0.0)
-    weights = tf.cast(weights / tf.reduce_sum(weights), gram.dtype)
-    return tf.where(tf.reduce_any(feasible), weights, uniform)
+    return best_feasible(weights, norms, feasible, uniform)
 
 
 @keras.saving.register_keras_serializable(package="tfmtl")
