@@ -252,7 +252,8 @@ def main() -> None:
     parser.add_argument("part", choices=["esmm", "aitm", "escm2"])
     parser.add_argument("--out", required=True, help="Markdown file to write; the raw figures go beside it (.json)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--dense", action="store_true", help="aitm: also a funnel where most clicks convert (rates 0.1, 0.6)")
+    parser.add_argument("--dense", action="store_true",
+                        help="aitm: also a funnel where most clicks convert (rates 0.1, 0.6)")
     parser.add_argument("--counterfactual-weights", type=float, nargs="+",
                         help="escm2: train ESCM² at each of these weights (default: the recipe's)")  # fmt: skip
     parser.add_argument("--funnel", action="append", default=[], metavar="KEY=VALUE",

@@ -65,4 +65,5 @@ def test_an_installed_copy_finds_its_shipped_recipes_and_search_spaces(tmp_path)
         "assert shipped_space('census-income').parent.name == 'spaces'\n"
     )
     # Outside the source tree, with only the installed copy of tfmtl on the path.
-    subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path, env=env)

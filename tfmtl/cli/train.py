@@ -28,6 +28,8 @@ MODEL_FILE = "model.keras"
 HOLDOUT_FRACTION = 0.2
 # Test and validation rows go through the model in batches of at least this many: no gradients, so bigger is faster.
 EVALUATION_BATCH_SIZE = 8192
+# Model arguments come from --model-arg flags and from a recipe's [model_args]: errors name both.
+ARGUMENT_SOURCES = "model arguments (--model-arg, [model_args])"
 
 
 def read_any(path: str, text_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -108,38 +110,33 @@ def make_model(config: Mapping[str, Any], features: FeatureSpec, tasks: list[Tas
     name = config["model"]
     if name not in MODELS:
         raise InputError(f"--model: unknown model {name!r}, expected one of {', '.join(MODELS)}")
-    cls = MODELS[name]
     args = dict(config.get("model_args") or {})
-    accepted = set(inspect.signature(cls.__init__).parameters) | set(
-        inspect.signature(tfmtl.zoo.MultiTaskModel.__init__).parameters
-    )
-    unknown = sorted(set(args) - accepted - {"self", "kwargs", "features", "tasks"})
-    # Model arguments come from --model-arg flags and from a recipe's [model_args]: errors name both.
-    if unknown:
-        raise InputError(f"model arguments (--model-arg, [model_args]): {name} has no argument(s) {unknown}")
-    check_model_argument_types(name, args)
+    check_model_arguments(name, args)
     check_tasks(tasks)  # a task's own error, not one of the model arguments
     try:
-        return cls(features, tasks, **args)
+        return MODELS[name](features, tasks, **args)
     except (TypeError, ValueError) as error:
         # A value of the wrong range that the model's own checks did not name.
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"model arguments (--model-arg, [model_args]): {name} rejected {args}: {first_line}") from None
+        raise InputError(f"{ARGUMENT_SOURCES}: {name} rejected {args}: {first_line}") from None
 
 
-def check_model_argument_types(name: str, args: Mapping[str, Any]) -> None:
-    """A one-line error for a model argument whose type differs from its default's (a count given as text, ...).
+def check_model_arguments(name: str, args: Mapping[str, Any]) -> None:
+    """One-line errors for arguments `name` does not take and for values whose type differs from the default's.
 
     Example:
 
     ```python
-    check_model_argument_types("mmoe", {"num_experts": "many"})   # InputError: ... expected an integer
+    check_model_arguments("mmoe", {"num_experts": "many"})   # InputError: ... expected an integer
     ```
     """
     parameters = {
         **inspect.signature(tfmtl.zoo.MultiTaskModel.__init__).parameters,
         **inspect.signature(MODELS[name].__init__).parameters,
     }
+    unknown = sorted(set(args) - set(parameters) - {"self", "kwargs", "features", "tasks"})
+    if unknown:
+        raise InputError(f"{ARGUMENT_SOURCES}: {name} has no argument(s) {unknown}")
     for key, value in args.items():
         default = parameters[key].default
         if isinstance(default, bool):
